@@ -1,0 +1,90 @@
+//! Size and work counts over the IR: what `bonsai inspect` prints and what summaries report.
+
+use super::{Model, Op};
+
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct NodeStats {
+    pub name: String,
+    pub op: &'static str,
+    pub output_shape: Vec<usize>,
+    /// Weights + biases as if every connection existed.
+    pub params_total: usize,
+    /// Weights that exist (mask on) + biases.
+    pub params_nonzero: usize,
+    /// Multiply-accumulates of the dense computation.
+    pub macs_dense: usize,
+    /// Multiply-accumulates a sparse kernel executes (one per existing connection).
+    pub macs: usize,
+}
+
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct ModelStats {
+    pub nodes: Vec<NodeStats>,
+    pub params_total: usize,
+    pub params_nonzero: usize,
+    pub macs_dense: usize,
+    pub macs: usize,
+}
+
+impl Model {
+    pub fn stats(&self) -> ModelStats {
+        let nodes: Vec<NodeStats> = self
+            .nodes
+            .iter()
+            .map(|n| {
+                let (params_total, params_nonzero, macs_dense, macs) = match &n.op {
+                    Op::Dense(d) => (
+                        d.weight.len() + d.bias.len(),
+                        d.nonzero_weights() + d.bias.len(),
+                        d.weight.len(),
+                        d.nonzero_weights(),
+                    ),
+                    Op::Relu | Op::Add | Op::Concat => (0, 0, 0, 0),
+                };
+                NodeStats {
+                    name: n.name.clone(),
+                    op: n.op.kind(),
+                    output_shape: self.tensor(n.output).shape.clone(),
+                    params_total,
+                    params_nonzero,
+                    macs_dense,
+                    macs,
+                }
+            })
+            .collect();
+        ModelStats {
+            params_total: nodes.iter().map(|n| n.params_total).sum(),
+            params_nonzero: nodes.iter().map(|n| n.params_nonzero).sum(),
+            macs_dense: nodes.iter().map(|n| n.macs_dense).sum(),
+            macs: nodes.iter().map(|n| n.macs).sum(),
+            nodes,
+        }
+    }
+}
+
+impl std::fmt::Display for ModelStats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "{:<16} {:<7} {:<14} {:>10} {:>10} {:>10}",
+            "node", "op", "output", "params", "nonzero", "MACs"
+        )?;
+        for n in &self.nodes {
+            writeln!(
+                f,
+                "{:<16} {:<7} {:<14} {:>10} {:>10} {:>10}",
+                n.name,
+                n.op,
+                format!("{:?}", n.output_shape),
+                n.params_total,
+                n.params_nonzero,
+                n.macs
+            )?;
+        }
+        write!(
+            f,
+            "{:<16} {:<7} {:<14} {:>10} {:>10} {:>10}",
+            "total", "", "", self.params_total, self.params_nonzero, self.macs
+        )
+    }
+}

@@ -1,0 +1,121 @@
+use super::*;
+
+/// 4 -> 3 (ReLU) -> 2, with one dormant connection in the first layer.
+pub(crate) fn tiny_mlp() -> Model {
+    let mut m = Model {
+        ir_version: IR_VERSION,
+        name: "tiny".into(),
+        tensors: vec![],
+        nodes: vec![],
+        inputs: vec![],
+        outputs: vec![],
+        preprocess: Preprocess::identity(),
+        class_names: vec!["a".into(), "b".into()],
+    };
+    let x = m.add_tensor("input", vec![4]);
+    m.inputs.push(x);
+    let mut d1 = Dense::new(
+        4,
+        3,
+        vec![
+            0.5, -0.25, 0.0, 1.0, 0.1, 0.2, 0.3, -0.4, -1.0, 0.0, 0.75, 0.5,
+        ],
+        vec![0.1, -0.2, 0.0],
+        Activation::Relu,
+    );
+    d1.mask.set(2, false);
+    let h = m.add_node("fc1", Op::Dense(d1), vec![x], vec![3]);
+    let d2 = Dense::new(
+        3,
+        2,
+        vec![1.0, -1.0, 0.5, 0.25, 0.5, -0.75],
+        vec![0.0, 0.05],
+        Activation::None,
+    );
+    let y = m.add_node("fc2", Op::Dense(d2), vec![h], vec![2]);
+    m.outputs.push(y);
+    m
+}
+
+#[test]
+fn json_round_trip_preserves_everything() {
+    let m = tiny_mlp();
+    m.validate().unwrap();
+    let back = Model::from_json(&m.to_json()).unwrap();
+    assert_eq!(back, m);
+}
+
+#[test]
+fn mask_round_trips_at_odd_lengths() {
+    for len in [0, 1, 7, 8, 9, 17, 1000] {
+        let bits: Vec<bool> = (0..len).map(|i| (i * 7 + i / 3) % 5 < 2).collect();
+        let mask = Mask::from_bools(bits.clone());
+        let json = serde_json::to_string(&mask).unwrap();
+        let back: Mask = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.as_slice(), &bits[..], "len {len}");
+    }
+}
+
+#[test]
+fn mask_with_wrong_digit_count_is_rejected() {
+    let err = serde_json::from_str::<Mask>(r#"{"len": 9, "bits": "ff"}"#).unwrap_err();
+    assert!(err.to_string().contains("needs 4 hex digits"), "{err}");
+}
+
+#[test]
+fn other_versions_are_refused() {
+    let mut v: serde_json::Value = serde_json::from_str(&tiny_mlp().to_json()).unwrap();
+    v["ir_version"] = 99.into();
+    let err = Model::from_json(&v.to_string()).unwrap_err();
+    assert!(matches!(err, IrError::Version { .. }), "{err}");
+}
+
+#[test]
+fn nodes_out_of_topological_order_are_refused() {
+    let mut m = tiny_mlp();
+    m.nodes.swap(0, 1);
+    let err = m.validate().unwrap_err();
+    assert!(err.to_string().contains("topological"), "{err}");
+}
+
+#[test]
+fn dormant_connection_with_weight_is_refused() {
+    let mut m = tiny_mlp();
+    if let Op::Dense(d) = &mut m.nodes[0].op {
+        d.weight[2] = 0.3;
+    }
+    let err = m.validate().unwrap_err();
+    assert!(err.to_string().contains("dormant connection 2"), "{err}");
+}
+
+#[test]
+fn shape_mismatch_is_refused() {
+    let mut m = tiny_mlp();
+    m.tensors[0].shape = vec![5];
+    let err = m.validate().unwrap_err();
+    assert!(err.to_string().contains("Dense 4->3"), "{err}");
+}
+
+#[test]
+fn stats_count_params_and_macs() {
+    let s = tiny_mlp().stats();
+    assert_eq!(s.params_total, 12 + 3 + 6 + 2);
+    assert_eq!(s.params_nonzero, 11 + 3 + 6 + 2);
+    assert_eq!(s.macs_dense, 18);
+    assert_eq!(s.macs, 17);
+}
+
+#[test]
+fn multi_input_nodes_are_expressible() {
+    let mut m = tiny_mlp();
+    let h = m.nodes[0].output;
+    let x = m.inputs[0];
+    let cat = m.add_node("skip", Op::Concat, vec![x, h], vec![7]);
+    let d = Dense::new(7, 2, vec![0.1; 14], vec![0.0; 2], Activation::None);
+    let y = m.add_node("fc_skip", Op::Dense(d), vec![cat], vec![2]);
+    let sum = m.add_node("sum", Op::Add, vec![m.outputs[0], y], vec![2]);
+    m.outputs = vec![sum];
+    m.validate().unwrap();
+    let back = Model::from_json(&m.to_json()).unwrap();
+    assert_eq!(back, m);
+}

@@ -1,0 +1,8 @@
+//! Bonsai compiler: dataset → IR + training → synthesis → quantization → lowering to a `no_std`
+//! model crate. Each stage is a module with a small API over the IR ([`ir::Model`]).
+
+pub mod data;
+pub mod interp;
+pub mod ir;
+pub mod quant;
+pub mod util;

@@ -1,0 +1,97 @@
+use super::*;
+use crate::ir::tests::tiny_mlp;
+
+fn samples() -> Vec<Vec<f32>> {
+    (0..50)
+        .map(|i| {
+            (0..4)
+                .map(|j| ((i * 7 + j * 13) % 17) as f32 / 8.0 - 1.0)
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn act_quant_covers_range_and_zero() {
+    let q = choose_act_quant(0.0, 1.0);
+    assert_eq!(q.zero_point, -128);
+    assert!((q.scale - 1.0 / 255.0).abs() < 1e-9);
+    let q = choose_act_quant(-1.0, 1.0);
+    // zero must be exactly representable
+    let zero = q.scale * (q.zero_point as f32 - q.zero_point as f32);
+    assert_eq!(zero, 0.0);
+    assert!((-1..=0).contains(&q.zero_point));
+    let q = choose_act_quant(0.5, 2.0); // widened to include 0
+    assert_eq!(q.zero_point, -128);
+}
+
+#[test]
+fn weights_are_symmetric_per_channel_and_within_127() {
+    let q = quantize(&tiny_mlp(), &samples()).unwrap();
+    assert!(q.is_quantized());
+    for n in &q.nodes {
+        if let Op::Dense(d) = &n.op {
+            let dq = d.quant.as_ref().unwrap();
+            for o in 0..d.out_features {
+                let row = &dq.weight_q[o * d.in_features..(o + 1) * d.in_features];
+                // the largest |w| of each channel maps to exactly 127
+                assert_eq!(row.iter().map(|w| w.unsigned_abs()).max(), Some(127));
+            }
+        }
+    }
+}
+
+#[test]
+fn dormant_weights_stay_exactly_zero() {
+    let q = quantize(&tiny_mlp(), &samples()).unwrap();
+    let Op::Dense(d) = &q.nodes[0].op else {
+        panic!()
+    };
+    assert_eq!(d.quant.as_ref().unwrap().weight_q[2], 0);
+}
+
+#[test]
+fn int8_reference_tracks_float_model() {
+    let m = tiny_mlp();
+    let q = quantize(&m, &samples()).unwrap();
+    let out_q = q.tensor(q.outputs[0]).quant.unwrap();
+    for x in samples() {
+        let f = interp::float::run(&m, &x).unwrap();
+        let xi = quantize_input(&q, &x);
+        let yi = interp::int8::run(&q, &xi).unwrap();
+        for (a, b) in f.iter().zip(&yi) {
+            let deq = out_q.scale * (*b as f32 - out_q.zero_point as f32);
+            // a few output steps of error through two layers
+            assert!((a - deq).abs() < 4.0 * out_q.scale, "{a} vs {deq}");
+        }
+    }
+}
+
+#[test]
+fn empty_channel_gets_no_nan_and_outputs_its_bias() {
+    let mut m = tiny_mlp();
+    if let Op::Dense(d) = &mut m.nodes[0].op {
+        for i in 4..8 {
+            d.weight[i] = 0.0;
+            d.mask.set(i, false);
+        }
+        d.bias[1] = 0.3;
+    }
+    let q = quantize(&m, &samples()).unwrap();
+    let Op::Dense(d) = &q.nodes[0].op else {
+        panic!()
+    };
+    let dq = d.quant.as_ref().unwrap();
+    assert!(dq.weight_scale.iter().all(|s| s.is_finite() && *s > 0.0));
+    let s_in = q.tensors[0].quant.unwrap();
+    let s_h = q.tensors[q.nodes[0].output.0].quant.unwrap();
+    let rq = dense_requant(s_in.scale, s_h.scale, &dq.weight_scale);
+    // a multiplier of 1.0 up to f32 rounding of the scales
+    let real = rq[1].0 as f64 * 2f64.powi(rq[1].1 - 31);
+    assert!((real - 1.0).abs() < 1e-6, "{rq:?}");
+    // hidden unit 1 outputs relu(0.3) whatever the input
+    let all = interp::int8::run_all(&q, &quantize_input(&q, &samples()[3])).unwrap();
+    let h1 = all[q.nodes[0].output.0][1];
+    let deq = s_h.scale * (h1 as f32 - s_h.zero_point as f32);
+    assert!((deq - 0.3).abs() <= s_h.scale, "{deq}");
+}

@@ -1,0 +1,20 @@
+//! Runs the generated model crate (`model/`) on QEMU mps2-an386 over the test vectors named by
+//! BONSAI_VECTORS at build time. Protocol and accounting: `fw-common` and ../README.md.
+#![no_std]
+#![no_main]
+
+use cortex_m_rt::entry;
+use fw_common::Arena;
+
+const VECTORS_LEN: usize = include_bytes!(concat!(env!("OUT_DIR"), "/vectors.bin")).len();
+
+/// The vector file, in its own flash section (`.bonsai_vectors`, see memory.x).
+#[link_section = ".bonsai_vectors"]
+static VECTORS: [u8; VECTORS_LEN] = *include_bytes!(concat!(env!("OUT_DIR"), "/vectors.bin"));
+
+#[entry]
+fn main() -> ! {
+    // `#[entry]` turns this into a `&'static mut`; zero-initialised, so it is counted in `.bss`.
+    static mut ARENA: Arena<{ bonsai_model::ARENA_BYTES }> = Arena::new();
+    fw_common::run_vectors(&VECTORS, bonsai_model::infer, &mut ARENA.0)
+}

@@ -1,0 +1,491 @@
+//! Building the QEMU firmware in `firmware-examples/<board>/` around a generated model crate.
+//!
+//! The caller puts the lowered model crate in [`Board::model_dir`] and writes a test-vector file
+//! ([`write_vectors`]); [`build`] compiles the board crate for its Cortex-M target and reports the
+//! image's section sizes. Running it is `qemu::run`. Details: `firmware-examples/README.md`.
+
+use std::env;
+use std::ffi::OsString;
+use std::fmt;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use anyhow::{anyhow, bail, Context, Result};
+
+/// A firmware board crate under `firmware-examples/` and the QEMU machine that runs it.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Board {
+    /// Directory under `firmware-examples/`, also the package and binary name.
+    pub name: &'static str,
+    /// Rust target triple (the board's `.cargo/config.toml` selects it too).
+    pub target: &'static str,
+    /// `qemu-system-arm -M` machine.
+    pub qemu_machine: &'static str,
+    /// FLASH length in the board's memory.x, bytes.
+    pub flash_limit: u64,
+    /// RAM length in the board's memory.x, bytes (static RAM + stack must fit).
+    pub ram_limit: u64,
+}
+
+/// Every board crate under `firmware-examples/`.
+pub static BOARDS: [Board; 2] = [
+    Board {
+        name: "qemu-mps2-an386",
+        target: "thumbv7em-none-eabihf",
+        qemu_machine: "mps2-an386",
+        flash_limit: 4 << 20,
+        ram_limit: 4 << 20,
+    },
+    Board {
+        name: "qemu-microbit",
+        target: "thumbv6m-none-eabi",
+        qemu_machine: "microbit",
+        flash_limit: 256 << 10,
+        ram_limit: 16 << 10,
+    },
+];
+
+/// Looks a board up by its name (`qemu-microbit`) or its QEMU machine (`microbit`).
+pub fn board(name: &str) -> Result<&'static Board> {
+    BOARDS
+        .iter()
+        .find(|b| b.name == name || b.qemu_machine == name)
+        .ok_or_else(|| {
+            let known: Vec<&str> = BOARDS.iter().map(|b| b.name).collect();
+            anyhow!(
+                "unknown board `{name}`: known boards are {}",
+                known.join(", ")
+            )
+        })
+}
+
+impl Board {
+    /// The board crate: `<root>/firmware-examples/<name>`.
+    pub fn dir(&self, root: &Path) -> PathBuf {
+        root.join("firmware-examples").join(self.name)
+    }
+
+    /// Where the generated model crate must be (gitignored): `<board dir>/model`.
+    pub fn model_dir(&self, root: &Path) -> PathBuf {
+        self.dir(root).join("model")
+    }
+}
+
+/// Section sizes of a firmware image, in bytes (from `llvm-size -A`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ElfInfo {
+    pub path: PathBuf,
+    /// `.vector_table` + `.text` (+ `.gnu.sgstubs`): code, harness included.
+    pub text: u64,
+    /// `.rodata`: constants, the model's weights.
+    pub rodata: u64,
+    /// `.data`: initialised statics (stored in flash, copied to RAM).
+    pub data: u64,
+    /// `.bss` + `.uninit`: zeroed statics, the model arena included.
+    pub bss: u64,
+    /// `.bonsai_vectors`: the embedded test vectors (flash, but not part of a deployed model).
+    pub vectors: u64,
+    /// text + rodata + data: flash a deployment needs (test vectors excluded).
+    pub flash_bytes: u64,
+    /// data + bss: static RAM. Peak RAM = this + the stack peak that the run reports.
+    pub static_ram_bytes: u64,
+}
+
+/// Sizes by category, as parsed from `llvm-size -A` (see [`parse_size_a`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SectionSizes {
+    pub text: u64,
+    pub rodata: u64,
+    pub data: u64,
+    pub bss: u64,
+    pub vectors: u64,
+}
+
+impl ElfInfo {
+    pub fn from_sections(path: PathBuf, s: SectionSizes) -> ElfInfo {
+        ElfInfo {
+            path,
+            text: s.text,
+            rodata: s.rodata,
+            data: s.data,
+            bss: s.bss,
+            vectors: s.vectors,
+            flash_bytes: s.text + s.rodata + s.data,
+            static_ram_bytes: s.data + s.bss,
+        }
+    }
+}
+
+impl fmt::Display for ElfInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "flash {} B (text {}, rodata {}, data {}), static RAM {} B (data {}, bss {}), test vectors {} B",
+            self.flash_bytes,
+            self.text,
+            self.rodata,
+            self.data,
+            self.static_ram_bytes,
+            self.data,
+            self.bss,
+            self.vectors
+        )
+    }
+}
+
+/// Parses `llvm-size -A` (SysV format) output into size categories. Debug and metadata sections
+/// are skipped; any other unknown section with a nonzero size is an error rather than a silently
+/// wrong figure.
+pub fn parse_size_a(output: &str) -> Result<SectionSizes> {
+    let mut s = SectionSizes::default();
+    let mut seen_any = false;
+    for line in output.lines() {
+        let mut fields = line.split_whitespace();
+        let (Some(name), Some(size)) = (fields.next(), fields.next()) else {
+            continue;
+        };
+        if !name.starts_with('.') {
+            continue; // the file-name line, the header, `Total`
+        }
+        let size: u64 = size
+            .parse()
+            .with_context(|| format!("llvm-size: bad size `{size}` for section {name}"))?;
+        seen_any = true;
+        match name {
+            ".vector_table" | ".text" | ".gnu.sgstubs" => s.text += size,
+            ".rodata" => s.rodata += size,
+            ".data" => s.data += size,
+            ".bss" | ".uninit" => s.bss += size,
+            ".bonsai_vectors" => s.vectors += size,
+            n if n.starts_with(".debug")
+                || n.starts_with(".comment")
+                || n.starts_with(".ARM.attributes")
+                || n.starts_with(".symtab")
+                || n.starts_with(".strtab")
+                || n.starts_with(".shstrtab")
+                || n == ".got" => {}
+            _ if size == 0 => {}
+            _ => bail!("llvm-size: unexpected section {name} ({size} bytes): classify it in xtask/src/firmware.rs"),
+        }
+    }
+    if !seen_any {
+        bail!("llvm-size printed no sections:\n{output}");
+    }
+    Ok(s)
+}
+
+fn tool_output(cmd: &mut Command, what: &str) -> Result<String> {
+    let out = cmd.output().with_context(|| format!("cannot run {what}"))?;
+    if !out.status.success() {
+        bail!(
+            "{what} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn rustc() -> OsString {
+    env::var_os("RUSTC").unwrap_or_else(|| "rustc".into())
+}
+
+fn cargo() -> OsString {
+    // Set by cargo when it runs xtask: the same cargo (and toolchain) builds the firmware.
+    env::var_os("CARGO").unwrap_or_else(|| "cargo".into())
+}
+
+/// Finds `llvm-size`: the llvm-tools component of the active toolchain, else one on PATH.
+pub fn llvm_size() -> Result<PathBuf> {
+    let sysroot = tool_output(
+        Command::new(rustc()).args(["--print", "sysroot"]),
+        "rustc --print sysroot",
+    )?;
+    let version = tool_output(Command::new(rustc()).arg("-vV"), "rustc -vV")?;
+    let host = version
+        .lines()
+        .find_map(|l| l.strip_prefix("host: "))
+        .ok_or_else(|| anyhow!("rustc -vV printed no host triple"))?;
+    let exe = format!("llvm-size{}", env::consts::EXE_SUFFIX);
+    let in_sysroot = Path::new(sysroot.trim())
+        .join("lib/rustlib")
+        .join(host.trim())
+        .join("bin")
+        .join(&exe);
+    if in_sysroot.is_file() {
+        return Ok(in_sysroot);
+    }
+    if let Some(on_path) = find_on_path(&exe) {
+        return Ok(on_path);
+    }
+    bail!(
+        "llvm-size not found (looked for {} and on PATH): install it with `rustup component add llvm-tools`",
+        in_sysroot.display()
+    )
+}
+
+/// The first `name` in a PATH directory.
+pub(crate) fn find_on_path(name: &str) -> Option<PathBuf> {
+    env::split_paths(&env::var_os("PATH")?)
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
+}
+
+/// Section sizes of the image at `elf`.
+pub fn elf_info(elf: &Path) -> Result<ElfInfo> {
+    let tool = llvm_size()?;
+    let out = tool_output(
+        Command::new(&tool).arg("-A").arg(elf),
+        &format!("llvm-size -A {}", elf.display()),
+    )?;
+    let sections = parse_size_a(&out).with_context(|| format!("sizes of {}", elf.display()))?;
+    Ok(ElfInfo::from_sections(elf.to_path_buf(), sections))
+}
+
+/// Installs the boards' Rust targets that the active toolchain lacks (`rustup target add`).
+pub fn ensure_targets() -> Result<()> {
+    let installed = tool_output(
+        Command::new("rustup").args(["target", "list", "--installed"]),
+        "rustup target list",
+    )
+    .context("cannot list the installed Rust targets (is rustup installed?)")?;
+    let mut missing: Vec<&str> = BOARDS
+        .iter()
+        .map(|b| b.target)
+        .filter(|t| !installed.lines().any(|l| l.trim() == *t))
+        .collect();
+    missing.dedup();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    eprintln!(
+        "installing Rust targets for the firmware: {}",
+        missing.join(" ")
+    );
+    let status = Command::new("rustup")
+        .args(["target", "add"])
+        .args(&missing)
+        .status()
+        .context("cannot run rustup target add")?;
+    if !status.success() {
+        bail!(
+            "`rustup target add {}` failed ({status}): install these targets by hand",
+            missing.join(" ")
+        );
+    }
+    Ok(())
+}
+
+/// Builds the board's firmware (release) around the model crate already in [`Board::model_dir`],
+/// embedding the vector file `vectors`, and returns the image's sizes. cargo's own output goes to
+/// stderr.
+pub fn build(root: &Path, board: &Board, vectors: &Path) -> Result<ElfInfo> {
+    let dir = board.dir(root);
+    if !dir.join("Cargo.toml").is_file() {
+        bail!("board {}: no board crate at {}", board.name, dir.display());
+    }
+    let model = board.model_dir(root);
+    if !model.join("Cargo.toml").is_file() {
+        bail!(
+            "board {}: no model crate at {}: put the lowered model crate there before building",
+            board.name,
+            model.display()
+        );
+    }
+    let vectors = fs::canonicalize(vectors).with_context(|| {
+        format!(
+            "board {}: test-vector file {}",
+            board.name,
+            vectors.display()
+        )
+    })?;
+
+    // cargo reads .cargo/config.toml (target, runner) from the current directory, not from
+    // --manifest-path: run it inside the board crate.
+    let out = Command::new(cargo())
+        .current_dir(&dir)
+        .args([
+            "build",
+            "--release",
+            "--message-format=json-render-diagnostics",
+        ])
+        .env("BONSAI_VECTORS", &vectors)
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit())
+        .output()
+        .with_context(|| format!("board {}: cannot run cargo", board.name))?;
+    if !out.status.success() {
+        bail!(
+            "board {}: cargo build --release in {} failed ({}); cargo's messages are above",
+            board.name,
+            dir.display(),
+            out.status
+        );
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let elf = executable_from_json(&stdout, board.name).unwrap_or_else(|| {
+        dir.join("target")
+            .join(board.target)
+            .join("release")
+            .join(board.name)
+    });
+    if !elf.is_file() {
+        bail!(
+            "board {}: the build succeeded but its image {} is missing",
+            board.name,
+            elf.display()
+        );
+    }
+    elf_info(&elf).with_context(|| format!("board {}", board.name))
+}
+
+/// The `"executable"` of the `compiler-artifact` message for binary `name` in cargo's JSON
+/// messages (one object per line). Avoids a JSON dependency: only the string is unescaped.
+pub fn executable_from_json(messages: &str, name: &str) -> Option<PathBuf> {
+    let name_field = format!("\"name\":\"{name}\"");
+    messages
+        .lines()
+        .filter(|l| l.contains("\"reason\":\"compiler-artifact\"") && l.contains(&name_field))
+        .rev()
+        .find_map(|l| json_string_field(l, "executable"))
+        .map(PathBuf::from)
+}
+
+fn json_string_field(line: &str, key: &str) -> Option<String> {
+    let start = line.find(&format!("\"{key}\":\""))? + key.len() + 4;
+    let mut out = String::new();
+    let mut chars = line[start..].chars();
+    loop {
+        match chars.next()? {
+            '"' => return Some(out),
+            '\\' => match chars.next()? {
+                'n' => out.push('\n'),
+                't' => out.push('\t'),
+                'u' => {
+                    let hex: String = chars.by_ref().take(4).collect();
+                    out.push(char::from_u32(u32::from_str_radix(&hex, 16).ok()?)?);
+                }
+                c => out.push(c), // \" \\ \/
+            },
+            c => out.push(c),
+        }
+    }
+}
+
+/// Encodes a test-vector file: b"BVEC", u32 version 1, u32 n, u32 input_len (little-endian),
+/// then the inputs back to back.
+pub fn encode_vectors<V: AsRef<[i8]>>(input_len: usize, inputs: &[V]) -> Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(16 + inputs.len() * input_len);
+    out.extend_from_slice(b"BVEC");
+    out.extend_from_slice(&1u32.to_le_bytes());
+    out.extend_from_slice(&u32::try_from(inputs.len())?.to_le_bytes());
+    out.extend_from_slice(&u32::try_from(input_len)?.to_le_bytes());
+    for (i, v) in inputs.iter().enumerate() {
+        let v = v.as_ref();
+        if v.len() != input_len {
+            bail!(
+                "test vector {i} has {} values, expected input_len {input_len}",
+                v.len()
+            );
+        }
+        out.extend(v.iter().map(|&x| x as u8));
+    }
+    Ok(out)
+}
+
+/// Writes a test-vector file (see [`encode_vectors`]).
+pub fn write_vectors<V: AsRef<[i8]>>(path: &Path, input_len: usize, inputs: &[V]) -> Result<()> {
+    let bytes = encode_vectors(input_len, inputs)?;
+    fs::write(path, bytes)
+        .with_context(|| format!("cannot write test vectors to {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MPS2_SIZE: &str = "\
+target/thumbv7em-none-eabihf/release/qemu-mps2-an386  :
+section              size        addr
+.vector_table        1024           0
+.text                2000        1024
+.rodata                88        3024
+.bonsai_vectors      6416        3112
+.data                   4   536870912
+.gnu.sgstubs            0        9536
+.bss                   64   536870912
+.uninit                 0   536870976
+.debug_abbrev        2046           0
+.debug_info         51233           0
+.comment              139           0
+.ARM.attributes        58           0
+Total               64930
+
+";
+
+    #[test]
+    fn parses_llvm_size() {
+        let s = parse_size_a(MPS2_SIZE).unwrap();
+        assert_eq!(
+            s,
+            SectionSizes {
+                text: 3024,
+                rodata: 88,
+                data: 4,
+                bss: 64,
+                vectors: 6416
+            }
+        );
+        let info = ElfInfo::from_sections(PathBuf::from("x"), s);
+        assert_eq!(info.flash_bytes, 3024 + 88 + 4);
+        assert_eq!(info.static_ram_bytes, 68);
+    }
+
+    #[test]
+    fn unknown_section_is_an_error() {
+        let out = MPS2_SIZE.replace(".uninit                 0", ".weights             100");
+        let err = parse_size_a(&out).unwrap_err().to_string();
+        assert!(err.contains(".weights"), "{err}");
+        assert!(parse_size_a("nothing here\n").is_err());
+    }
+
+    #[test]
+    fn board_lookup() {
+        assert_eq!(board("qemu-microbit").unwrap().target, "thumbv6m-none-eabi");
+        assert_eq!(board("mps2-an386").unwrap().name, "qemu-mps2-an386");
+        let err = board("stm32").unwrap_err().to_string();
+        assert!(
+            err.contains("stm32")
+                && err.contains("qemu-mps2-an386")
+                && err.contains("qemu-microbit"),
+            "{err}"
+        );
+        let root = Path::new("/r");
+        assert_eq!(
+            BOARDS[1].model_dir(root),
+            Path::new("/r/firmware-examples/qemu-microbit/model")
+        );
+    }
+
+    #[test]
+    fn finds_executable_in_cargo_json() {
+        let msgs = r#"{"reason":"compiler-artifact","target":{"name":"fw_common","kind":["lib"]},"executable":null}
+{"reason":"compiler-artifact","package_id":"x","target":{"kind":["bin"],"name":"qemu-microbit"},"executable":"/a/b \"q\"/qemu-microbit","fresh":true}
+{"reason":"build-finished","success":true}"#;
+        assert_eq!(
+            executable_from_json(msgs, "qemu-microbit"),
+            Some(PathBuf::from("/a/b \"q\"/qemu-microbit"))
+        );
+        assert_eq!(executable_from_json(msgs, "qemu-mps2-an386"), None);
+    }
+
+    #[test]
+    fn encodes_vectors() {
+        let v = encode_vectors(3, &[vec![1i8, -1, 127], vec![-128, 0, 2]]).unwrap();
+        assert_eq!(&v[..4], b"BVEC");
+        assert_eq!(&v[4..16], &[1, 0, 0, 0, 2, 0, 0, 0, 3, 0, 0, 0]);
+        assert_eq!(&v[16..], &[1, 255, 127, 128, 0, 2]);
+        assert!(encode_vectors(2, &[vec![1i8]]).is_err());
+    }
+}
