@@ -4,5 +4,10 @@
 pub mod data;
 pub mod interp;
 pub mod ir;
+pub mod lower;
+pub mod pipeline;
 pub mod quant;
+pub mod synth;
+pub mod train;
 pub mod util;
+pub mod vectors;

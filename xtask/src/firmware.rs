@@ -1,7 +1,7 @@
 //! Building the QEMU firmware in `firmware-examples/<board>/` around a generated model crate.
 //!
 //! The caller puts the lowered model crate in [`Board::model_dir`] and writes a test-vector file
-//! ([`write_vectors`]); [`build`] compiles the board crate for its Cortex-M target and reports the
+//! (`bonsai::vectors::write`); [`build`] compiles the board crate for its Cortex-M target and reports the
 //! image's section sizes. Running it is `qemu::run`. Details: `firmware-examples/README.md`.
 
 use std::env;
@@ -373,34 +373,6 @@ fn json_string_field(line: &str, key: &str) -> Option<String> {
     }
 }
 
-/// Encodes a test-vector file: b"BVEC", u32 version 1, u32 n, u32 input_len (little-endian),
-/// then the inputs back to back.
-pub fn encode_vectors<V: AsRef<[i8]>>(input_len: usize, inputs: &[V]) -> Result<Vec<u8>> {
-    let mut out = Vec::with_capacity(16 + inputs.len() * input_len);
-    out.extend_from_slice(b"BVEC");
-    out.extend_from_slice(&1u32.to_le_bytes());
-    out.extend_from_slice(&u32::try_from(inputs.len())?.to_le_bytes());
-    out.extend_from_slice(&u32::try_from(input_len)?.to_le_bytes());
-    for (i, v) in inputs.iter().enumerate() {
-        let v = v.as_ref();
-        if v.len() != input_len {
-            bail!(
-                "test vector {i} has {} values, expected input_len {input_len}",
-                v.len()
-            );
-        }
-        out.extend(v.iter().map(|&x| x as u8));
-    }
-    Ok(out)
-}
-
-/// Writes a test-vector file (see [`encode_vectors`]).
-pub fn write_vectors<V: AsRef<[i8]>>(path: &Path, input_len: usize, inputs: &[V]) -> Result<()> {
-    let bytes = encode_vectors(input_len, inputs)?;
-    fs::write(path, bytes)
-        .with_context(|| format!("cannot write test vectors to {}", path.display()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -478,14 +450,5 @@ Total               64930
             Some(PathBuf::from("/a/b \"q\"/qemu-microbit"))
         );
         assert_eq!(executable_from_json(msgs, "qemu-mps2-an386"), None);
-    }
-
-    #[test]
-    fn encodes_vectors() {
-        let v = encode_vectors(3, &[vec![1i8, -1, 127], vec![-128, 0, 2]]).unwrap();
-        assert_eq!(&v[..4], b"BVEC");
-        assert_eq!(&v[4..16], &[1, 0, 0, 0, 2, 0, 0, 0, 3, 0, 0, 0]);
-        assert_eq!(&v[16..], &[1, 255, 127, 128, 0, 2]);
-        assert!(encode_vectors(2, &[vec![1i8]]).is_err());
     }
 }

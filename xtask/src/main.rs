@@ -1,1 +1,184 @@
-fn main() {}
+//! `cargo xtask <command>`: the pipeline a user runs, top to bottom.
+//!
+//! - `synthesize`: train + quantize + lower (the compiler), then build the Cortex-M4 firmware, run it
+//!   under QEMU, check it bit-exact against the integer reference and record flash/RAM.
+//! - `firmware`: build a board crate around a synthesized model and report its size.
+//! - `qemu`: build and run a board under QEMU and compare with the reference.
+//! - `test`: check the toolchain, then run every test (including QEMU ones).
+
+use anyhow::{bail, Context, Result};
+use bonsai::ir::Model;
+use bonsai::pipeline::{OutputFiles, Summary, SynthOptions};
+use clap::{Parser, Subcommand};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+use xtask::{firmware, flow, qemu};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Synthesize a model (default: the embedded digits data) and run it on the Cortex-M4 under QEMU.
+    Synthesize {
+        #[arg(long, default_value = "digits")]
+        data: String,
+        #[arg(long, default_value = "out")]
+        out: PathBuf,
+        #[arg(long, value_delimiter = ',', default_value = "64,32")]
+        hidden: Vec<usize>,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        #[arg(long, default_value_t = 60)]
+        epochs: usize,
+        #[arg(long, default_value = "qemu-mps2-an386")]
+        board: String,
+    },
+    /// Build a board's firmware around a synthesized model and print its flash/RAM use.
+    Firmware {
+        #[arg(long, default_value = "qemu-mps2-an386")]
+        board: String,
+        /// A synthesize output directory (model.json + vectors.bin).
+        #[arg(long, default_value = "out")]
+        model: PathBuf,
+    },
+    /// Build and run a board under QEMU; compare every output with the integer reference.
+    Qemu {
+        #[arg(long, default_value = "qemu-mps2-an386")]
+        board: String,
+        #[arg(long, default_value = "out")]
+        model: PathBuf,
+    },
+    /// Check the toolchain (targets, QEMU) and run all tests.
+    Test,
+}
+
+fn main() {
+    if let Err(e) = run(Cli::parse()) {
+        eprintln!("error: {e:#}");
+        std::process::exit(2);
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let root = flow::root();
+    match cli.command {
+        Cmd::Synthesize {
+            data,
+            out,
+            hidden,
+            seed,
+            epochs,
+            board,
+        } => {
+            let board = firmware::board(&board)?;
+            firmware::ensure_targets()?;
+            let mut opts = SynthOptions {
+                data: data.parse()?,
+                out: out.clone(),
+                hidden,
+                ..SynthOptions::default()
+            };
+            opts.train.seed = seed;
+            opts.train.max_epochs = epochs;
+            let s = bonsai::pipeline::synthesize(&opts)?;
+            println!(
+                "{}: float test accuracy {:.2}%, int8 {:.2}% on {} test samples; {} params, {} MACs",
+                s.dataset,
+                100.0 * s.float_test_accuracy,
+                100.0 * s.int8_test_accuracy,
+                s.n_test,
+                s.params_nonzero,
+                s.macs
+            );
+            let qemu_ok = qemu::ensure_qemu();
+            if let Err(e) = &qemu_ok {
+                eprintln!("warning: {e}; building the firmware without running it (no stack peak, no bit-exact check)");
+            }
+            deploy(&root, board, &out, qemu_ok.is_ok())?;
+            let s = Summary::load(&OutputFiles::in_dir(&out).summary)?;
+            println!("{}", serde_json::to_string_pretty(&s)?);
+        }
+        Cmd::Firmware { board, model } => {
+            let board = firmware::board(&board)?;
+            firmware::ensure_targets()?;
+            deploy(&root, board, &model, false)?;
+        }
+        Cmd::Qemu { board, model } => {
+            let board = firmware::board(&board)?;
+            firmware::ensure_targets()?;
+            qemu::ensure_qemu()?;
+            deploy(&root, board, &model, true)?;
+        }
+        Cmd::Test => test(&root)?,
+    }
+    Ok(())
+}
+
+/// Builds `board` around the model in `out`, copies the ELF beside it, optionally runs it under
+/// QEMU (bit-exact check + stack peak), and records the sizes in `summary.json`.
+fn deploy(root: &Path, board: &firmware::Board, out: &Path, run: bool) -> Result<()> {
+    let files = OutputFiles::in_dir(out);
+    let model = Model::load(&files.model)?;
+    let vectors_path = std::path::absolute(&files.vectors)?;
+    let elf = flow::build_firmware(root, board, &model, &vectors_path)?;
+    let elf_copy = out.join(format!("firmware-{}.elf", board.name));
+    std::fs::copy(&elf.path, &elf_copy)
+        .with_context(|| format!("cannot copy the firmware to {}", elf_copy.display()))?;
+    println!(
+        "{}: flash {} B of {} B (+{} B test vectors), static RAM {} B of {} B -> {}",
+        board.name,
+        elf.flash_bytes,
+        board.flash_limit,
+        elf.vectors,
+        elf.static_ram_bytes,
+        board.ram_limit,
+        elf_copy.display()
+    );
+    let mut summary = Summary::load(&files.summary)?;
+    summary.flash_bytes = Some(elf.flash_bytes);
+    summary.firmware_elf = Some(elf_copy.display().to_string());
+    summary.board = Some(board.name.to_string());
+    if run {
+        let vectors = bonsai::vectors::read(&files.vectors)?;
+        let expected = flow::reference_outputs(&model, &vectors)?;
+        let got = flow::run_firmware(board, &elf, Duration::from_secs(120))?;
+        flow::compare(
+            &format!("{} under QEMU", board.name),
+            &expected,
+            &got.outputs,
+        )?;
+        println!(
+            "{}: {} vectors bit-exact with the integer reference; stack peak {} B, RAM {} B",
+            board.name,
+            got.outputs.len(),
+            got.stack_peak,
+            elf.static_ram_bytes + got.stack_peak
+        );
+        summary.stack_peak_bytes = Some(got.stack_peak);
+        summary.ram_bytes = Some(elf.static_ram_bytes + got.stack_peak);
+    }
+    summary.save(&files.summary)
+}
+
+fn test(root: &Path) -> Result<()> {
+    firmware::ensure_targets()?;
+    firmware::llvm_size().context("the firmware size checks need llvm-size")?;
+    if let Err(e) = qemu::ensure_qemu() {
+        bail!("{e:#}\n(the bit-exact firmware tests run under QEMU; they are not skipped)");
+    }
+    let status = Command::new(env!("CARGO"))
+        .args(["test", "--workspace", "--release"])
+        .current_dir(root)
+        .status()
+        .context("cannot run cargo test")?;
+    if !status.success() {
+        bail!("tests failed");
+    }
+    Ok(())
+}

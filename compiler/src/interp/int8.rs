@@ -14,6 +14,8 @@ pub fn run(model: &Model, input: &[i8]) -> Result<Vec<i8>, InterpError> {
 }
 
 /// Every tensor's int8 value; used for per-layer comparisons.
+// Index loops on purpose: the reference reads like the equations it implements.
+#[allow(clippy::needless_range_loop)]
 pub fn run_all(model: &Model, input: &[i8]) -> Result<Vec<Vec<i8>>, InterpError> {
     if !model.is_quantized() {
         return Err(InterpError::NotQuantized);

@@ -1,0 +1,196 @@
+//! Lowering: a quantized [`Model`] becomes a standalone `no_std` Rust crate (the "model crate")
+//! that calls `bonsai-rt` kernels on `static` weight tables.
+//!
+//! [`lower`] plans and renders the crate in memory; [`write_crate`] puts it on disk (replacing an
+//! earlier generated crate without ever leaving a partial one). The generated crate's contract,
+//! which the firmware and the host runner rely on, is exactly:
+//!
+//! ```text
+//! pub const INPUT_LEN: usize;    pub const OUTPUT_LEN: usize;    pub const ARENA_BYTES: usize;
+//! pub const INPUT_SCALE: f32;    pub const INPUT_ZERO_POINT: i32;
+//! pub const OUTPUT_SCALE: f32;   pub const OUTPUT_ZERO_POINT: i32;
+//! pub static CLASS_NAMES: [&str; OUTPUT_LEN];
+//! pub fn infer(input: &[i8; INPUT_LEN], output: &mut [i8; OUTPUT_LEN], arena: &mut [u8; ARENA_BYTES]);
+//! pub fn predict(input: &[i8; INPUT_LEN], arena: &mut [u8; ARENA_BYTES]) -> usize;
+//! ```
+//!
+//! Semantics are those of the golden integer model ([`crate::interp::int8`]), bit for bit: the
+//! input zero point is folded into the biases at compile time (in i64, checked to fit i32) and the
+//! requantization parameters come from [`crate::quant::dense_requant`] and [`crate::quant::ActRange`], the same
+//! functions the interpreter uses.
+//!
+//! For now only chains are supported (each node reads the previous node's output): Dense with a
+//! fused activation, and standalone Relu (in place). Activations ping-pong between two arena
+//! regions; a real memory planner (issue #4) will handle DAGs and shrink the arena.
+
+mod emit;
+mod plan;
+mod write;
+
+pub use write::{relative_path, write_crate};
+
+use crate::ir::{IrError, Model};
+use std::path::PathBuf;
+
+/// Everything [`lower`] needs besides the model.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LowerOptions {
+    /// Cargo package name of the generated crate; the library is the same with `-` → `_`.
+    pub crate_name: String,
+    /// Absolute path of the `bonsai-rt` crate (`runtime-no-std/`).
+    pub runtime_path: PathBuf,
+}
+
+impl Default for LowerOptions {
+    fn default() -> Self {
+        LowerOptions {
+            crate_name: "bonsai-model".into(),
+            runtime_path: default_runtime_path(),
+        }
+    }
+}
+
+/// The `runtime-no-std/` directory of this source tree, canonicalized (left as is if it does not
+/// exist, so that the error surfaces when the crate is written).
+pub fn default_runtime_path() -> PathBuf {
+    let p = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../runtime-no-std"));
+    p.canonicalize().unwrap_or(p)
+}
+
+/// A generated crate, in memory.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LoweredCrate {
+    /// Paths relative to the crate root, with their contents. `Cargo.toml` names `bonsai-rt` by
+    /// the absolute [`LoweredCrate::runtime_path`]; [`write_crate`] rewrites that into a path
+    /// relative to where the crate is written.
+    pub files: Vec<(PathBuf, String)>,
+    /// The generated `ARENA_BYTES`.
+    pub arena_bytes: usize,
+    /// Flash taken by the parameter arrays (int8 weights; int32 folded biases, multipliers and
+    /// shifts), excluding the small per-layer `FcParams` descriptors.
+    pub weight_bytes: usize,
+    /// Absolute path of `bonsai-rt` the crate depends on (from [`LowerOptions::runtime_path`]).
+    pub runtime_path: PathBuf,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LowerError {
+    #[error("cannot lower an invalid model: {0}")]
+    Invalid(#[from] IrError),
+    #[error("model {model:?} is not quantized ({what}); run quantization before lowering")]
+    NotQuantized { model: String, what: String },
+    #[error("invalid quantization parameters: {0}")]
+    BadQuant(String),
+    #[error("model {0:?} has no nodes: there is nothing to lower")]
+    Empty(String),
+    #[error("cannot lower node {node:?}: {msg}")]
+    Unsupported { node: String, msg: String },
+    #[error(
+        "node {node:?}, output channel {channel}: the folded bias {value} does not fit int32 \
+         (the bias or the input zero point times the weight sum is too large)"
+    )]
+    BiasOverflow {
+        node: String,
+        channel: usize,
+        value: i64,
+    },
+    #[error(
+        "node {node:?}, output channel {channel}: the int32 accumulator can reach {value} for \
+         some int8 input, which overflows (the kernels accumulate in int32)"
+    )]
+    AccumulatorOverflow {
+        node: String,
+        channel: usize,
+        value: i64,
+    },
+    #[error(
+        "node {node:?}, output channel {channel}: requantization shifts the accumulator left by \
+         {shift}, and an accumulator of {value} (reachable for some int8 input) then overflows \
+         int32 (the output scale is too small for this layer)"
+    )]
+    ShiftOverflow {
+        node: String,
+        channel: usize,
+        value: i64,
+        shift: i32,
+    },
+    #[error("invalid crate name {name:?}: {msg}")]
+    CrateName { name: String, msg: String },
+    #[error("{path}: {msg}")]
+    Io { path: String, msg: String },
+}
+
+impl LowerError {
+    fn io(path: &std::path::Path, e: impl std::fmt::Display) -> LowerError {
+        LowerError::Io {
+            path: path.display().to_string(),
+            msg: e.to_string(),
+        }
+    }
+}
+
+/// Plans the arena and renders the model crate for `model` (which must be quantized and a chain).
+pub fn lower(model: &Model, opts: &LowerOptions) -> Result<LoweredCrate, LowerError> {
+    check_crate_name(&opts.crate_name)?;
+    let runtime = opts
+        .runtime_path
+        .to_str()
+        .ok_or_else(|| LowerError::Io {
+            path: opts.runtime_path.display().to_string(),
+            msg: "the runtime path is not valid UTF-8".into(),
+        })?
+        .to_string();
+    let plan = plan::plan(model)?;
+    let mut files = vec![
+        (
+            PathBuf::from("Cargo.toml"),
+            emit::cargo_toml(&opts.crate_name, &model.name, &runtime)?,
+        ),
+        (
+            PathBuf::from("src/lib.rs"),
+            emit::lib_rs(model, &plan, &opts.crate_name),
+        ),
+    ];
+    // A model of ReLUs alone has no parameters (and lib.rs then declares no `weights` module).
+    if plan.dense_layers().next().is_some() {
+        files.push((
+            PathBuf::from("src/weights.rs"),
+            emit::weights_rs(model, &plan),
+        ));
+    }
+    Ok(LoweredCrate {
+        files,
+        arena_bytes: plan.arena_bytes(),
+        weight_bytes: plan.weight_bytes(),
+        runtime_path: opts.runtime_path.clone(),
+    })
+}
+
+/// Cargo's rules for package names, minus names that would clash with what the crate uses.
+fn check_crate_name(name: &str) -> Result<(), LowerError> {
+    let err = |msg: &str| {
+        Err(LowerError::CrateName {
+            name: name.into(),
+            msg: msg.into(),
+        })
+    };
+    match name.chars().next() {
+        None => return err("empty"),
+        Some(c) if !c.is_ascii_alphabetic() => return err("must start with an ASCII letter"),
+        _ => {}
+    }
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        return err("only ASCII letters, digits, '-' and '_' are allowed");
+    }
+    let lib = name.replace('-', "_");
+    if ["bonsai_rt", "core", "std", "alloc", "test", "proc_macro"].contains(&lib.as_str()) {
+        return err("clashes with a crate the model crate uses");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,210 @@
+//! The end-to-end job behind `bonsai synthesize`: dataset → seed → training → int8 → lowered
+//! model crate + test vectors + `summary.json`. Each step is a stage module; this file only
+//! sequences them and records what they measured.
+
+use crate::data::{self, DataSpec};
+use crate::interp;
+use crate::ir::Model;
+use crate::lower;
+use crate::quant;
+use crate::synth::seed;
+use crate::train::{self, argmax, Samples, TrainConfig};
+use anyhow::Context;
+use indicatif::{ProgressBar, ProgressStyle};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+#[derive(Clone, Debug)]
+pub struct SynthOptions {
+    pub data: DataSpec,
+    pub out: PathBuf,
+    pub hidden: Vec<usize>,
+    pub train: TrainConfig,
+    /// Test samples written as firmware test vectors (they live in flash: keep it modest).
+    pub max_vectors: usize,
+    /// Calibration samples drawn from the training split.
+    pub calibration_samples: usize,
+    pub show_progress: bool,
+}
+
+impl Default for SynthOptions {
+    fn default() -> Self {
+        SynthOptions {
+            data: DataSpec::Digits,
+            out: "out".into(),
+            hidden: vec![64, 32],
+            train: TrainConfig::default(),
+            max_vectors: 400,
+            calibration_samples: 1000,
+            show_progress: true,
+        }
+    }
+}
+
+/// `summary.json`. Fields filled by later steps (firmware size, stack) are `None` until then.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize, PartialEq)]
+pub struct Summary {
+    pub dataset: String,
+    pub n_train: usize,
+    pub n_val: usize,
+    pub n_test: usize,
+    pub float_test_accuracy: f64,
+    pub int8_test_accuracy: f64,
+    pub val_accuracy: f64,
+    pub params_total: usize,
+    pub params_nonzero: usize,
+    pub macs: usize,
+    pub weight_bytes: usize,
+    pub arena_bytes: usize,
+    pub flash_bytes: Option<u64>,
+    pub ram_bytes: Option<u64>,
+    pub stack_peak_bytes: Option<u64>,
+    pub firmware_elf: Option<String>,
+    pub board: Option<String>,
+    pub seed: u64,
+    pub epochs: usize,
+    pub n_vectors: usize,
+    pub wall_seconds: f64,
+}
+
+impl Summary {
+    pub fn save(&self, path: &Path) -> anyhow::Result<()> {
+        let text = serde_json::to_string_pretty(self)? + "\n";
+        crate::util::write_atomic(path, text.as_bytes())
+            .with_context(|| format!("cannot write {}", path.display()))
+    }
+    pub fn load(path: &Path) -> anyhow::Result<Summary> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        serde_json::from_str(&text)
+            .with_context(|| format!("{}: not a summary.json", path.display()))
+    }
+}
+
+/// Names of the files a synthesize run leaves in its output directory.
+pub struct OutputFiles {
+    pub model: PathBuf,
+    pub model_crate: PathBuf,
+    pub vectors: PathBuf,
+    pub labels: PathBuf,
+    pub summary: PathBuf,
+}
+
+impl OutputFiles {
+    pub fn in_dir(out: &Path) -> OutputFiles {
+        OutputFiles {
+            model: out.join("model.json"),
+            model_crate: out.join("model"),
+            vectors: out.join("vectors.bin"),
+            labels: out.join("vectors_labels.json"),
+            summary: out.join("summary.json"),
+        }
+    }
+}
+
+fn spinner(show: bool, len: u64, what: &str) -> ProgressBar {
+    if !show {
+        return ProgressBar::hidden();
+    }
+    let pb = ProgressBar::new(len);
+    pb.set_style(
+        ProgressStyle::with_template("{prefix:>10} [{bar:30}] {pos}/{len} {msg}")
+            .expect("static template")
+            .progress_chars("=> "),
+    );
+    pb.set_prefix(what.to_string());
+    pb
+}
+
+/// Accuracy of the int8 reference on preprocessed samples.
+pub fn int8_accuracy(q: &Model, s: &Samples) -> anyhow::Result<f64> {
+    let mut correct = 0;
+    for i in 0..s.len() {
+        let y = interp::int8::run(q, &quant::quantize_input(q, s.row(i)))?;
+        correct += usize::from(argmax(&y) == s.y[i] as usize);
+    }
+    Ok(correct as f64 / s.len().max(1) as f64)
+}
+
+/// Runs the whole job. Nothing is written until every step has succeeded, and each file is
+/// written atomically, so a failure never leaves a partial output behind.
+pub fn synthesize(opts: &SynthOptions) -> anyhow::Result<Summary> {
+    let start = Instant::now();
+    let seed_value = opts.train.seed;
+    let splits = data::load(&opts.data, seed_value)?;
+    let pre = data::fit_preprocess(&opts.data, &splits.train);
+    let train_s = Samples::from_dataset(&splits.train, &pre);
+    let val_s = Samples::from_dataset(&splits.val, &pre);
+    let test_s = Samples::from_dataset(&splits.test, &pre);
+    let input_len = splits.train.n_features();
+
+    let mut model = seed::mlp(
+        &format!("{}-mlp", splits.train.name),
+        input_len,
+        &opts.hidden,
+        splits.train.class_names.clone(),
+        pre,
+        seed_value,
+    );
+    let pb = spinner(opts.show_progress, opts.train.max_epochs as u64, "training");
+    let report = train::train(&mut model, &train_s, &val_s, &opts.train, |log| {
+        pb.set_message(format!(
+            "loss {:.4}  val acc {:.2}%",
+            log.train_loss,
+            100.0 * log.val_accuracy
+        ));
+        pb.inc(1);
+    })?;
+    pb.finish_with_message(format!(
+        "best val acc {:.2}% at epoch {}",
+        100.0 * report.best_val_accuracy,
+        report.best_epoch
+    ));
+
+    let calib: Vec<Vec<f32>> = (0..train_s.len().min(opts.calibration_samples))
+        .map(|i| train_s.row(i).to_vec())
+        .collect();
+    let q = quant::quantize(&model, &calib)?;
+    let float_acc = train::float_accuracy(&model, &test_s);
+    let int8_acc = int8_accuracy(&q, &test_s)?;
+
+    let lowered = lower::lower(&q, &lower::LowerOptions::default())?;
+    let n_vec = test_s.len().min(opts.max_vectors);
+    let vectors: Vec<Vec<i8>> = (0..n_vec)
+        .map(|i| quant::quantize_input(&q, test_s.row(i)))
+        .collect();
+    let labels: Vec<u32> = test_s.y[..n_vec].to_vec();
+
+    let stats = q.stats();
+    let summary = Summary {
+        dataset: splits.train.name.clone(),
+        n_train: train_s.len(),
+        n_val: val_s.len(),
+        n_test: test_s.len(),
+        float_test_accuracy: float_acc,
+        int8_test_accuracy: int8_acc,
+        val_accuracy: report.best_val_accuracy,
+        params_total: stats.params_total,
+        params_nonzero: stats.params_nonzero,
+        macs: stats.macs,
+        weight_bytes: lowered.weight_bytes,
+        arena_bytes: lowered.arena_bytes,
+        flash_bytes: None,
+        ram_bytes: None,
+        stack_peak_bytes: None,
+        firmware_elf: None,
+        board: None,
+        seed: seed_value,
+        epochs: report.epochs_run,
+        n_vectors: n_vec,
+        wall_seconds: start.elapsed().as_secs_f64(),
+    };
+
+    let files = OutputFiles::in_dir(&opts.out);
+    q.save(&files.model)?;
+    lower::write_crate(&lowered, &files.model_crate)?;
+    crate::vectors::write(&files.vectors, input_len, &vectors)?;
+    crate::util::write_atomic(&files.labels, serde_json::to_string(&labels)?.as_bytes())?;
+    summary.save(&files.summary)?;
+    Ok(summary)
+}

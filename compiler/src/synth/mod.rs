@@ -1,0 +1,3 @@
+//! Network synthesis. For now: seed architectures; grow-and-prune (NeST, SCANN) builds on these.
+
+pub mod seed;
