@@ -43,6 +43,12 @@ enum Command {
         /// Test samples written as firmware test vectors.
         #[arg(long, default_value_t = 400)]
         vectors: usize,
+        /// dense, prune (magnitude prune + retrain) or nest (sparse seed, grow, prune).
+        #[arg(long, default_value = "dense")]
+        method: String,
+        /// Overall density of Dense weights for prune/nest.
+        #[arg(long, default_value_t = 0.1)]
+        target_density: f64,
         /// No progress bars.
         #[arg(long)]
         quiet: bool,
@@ -76,6 +82,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             batch_size,
             lr,
             vectors,
+            method,
+            target_density,
             quiet,
         } => {
             let data: DataSpec = data.parse()?;
@@ -89,6 +97,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     learning_rate: lr,
                     seed,
                     ..TrainConfig::default()
+                },
+                schedule: bonsai::synth::schedule::Schedule {
+                    method: method.parse().map_err(anyhow::Error::msg)?,
+                    target_density,
+                    ..Default::default()
                 },
                 max_vectors: vectors,
                 show_progress: !quiet,

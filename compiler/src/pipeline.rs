@@ -7,6 +7,7 @@ use crate::interp;
 use crate::ir::Model;
 use crate::lower;
 use crate::quant;
+use crate::synth::schedule::{self, Method, Schedule};
 use crate::synth::seed;
 use crate::train::{self, argmax, Samples, TrainConfig};
 use anyhow::Context;
@@ -20,6 +21,8 @@ pub struct SynthOptions {
     pub out: PathBuf,
     pub hidden: Vec<usize>,
     pub train: TrainConfig,
+    /// Dense training, prune-only or NeST grow-and-prune.
+    pub schedule: Schedule,
     /// Test samples written as firmware test vectors (they live in flash: keep it modest).
     pub max_vectors: usize,
     /// Calibration samples drawn from the training split.
@@ -34,6 +37,7 @@ impl Default for SynthOptions {
             out: "out".into(),
             hidden: vec![64, 32],
             train: TrainConfig::default(),
+            schedule: Schedule::default(),
             max_vectors: 400,
             calibration_samples: 1000,
             show_progress: true,
@@ -62,6 +66,7 @@ pub struct Summary {
     pub firmware_elf: Option<String>,
     pub board: Option<String>,
     pub seed: u64,
+    pub method: Method,
     pub epochs: usize,
     pub n_vectors: usize,
     pub wall_seconds: f64,
@@ -146,20 +151,33 @@ pub fn synthesize(opts: &SynthOptions) -> anyhow::Result<Summary> {
         pre,
         seed_value,
     );
-    let pb = spinner(opts.show_progress, opts.train.max_epochs as u64, "training");
-    let report = train::train(&mut model, &train_s, &val_s, &opts.train, |log| {
-        pb.set_message(format!(
-            "loss {:.4}  val acc {:.2}%",
-            log.train_loss,
-            100.0 * log.val_accuracy
-        ));
-        pb.inc(1);
-    })?;
-    pb.finish_with_message(format!(
-        "best val acc {:.2}% at epoch {}",
-        100.0 * report.best_val_accuracy,
-        report.best_epoch
-    ));
+    let sched = &opts.schedule;
+    let total_epochs = opts.train.max_epochs
+        + match sched.method {
+            Method::Dense => 0,
+            Method::Prune => sched.rounds * sched.retrain_epochs,
+            Method::Nest => (sched.rounds + 1) * sched.retrain_epochs,
+        };
+    let pb = spinner(opts.show_progress, total_epochs as u64, "training");
+    let mut epochs = 0;
+    let val_accuracy = schedule::synthesize(
+        &mut model,
+        &train_s,
+        &val_s,
+        &opts.train,
+        sched,
+        |line| pb.println(format!("  {line}")),
+        |log| {
+            epochs += 1;
+            pb.set_message(format!(
+                "loss {:.4}  val acc {:.2}%",
+                log.train_loss,
+                100.0 * log.val_accuracy
+            ));
+            pb.inc(1);
+        },
+    )?;
+    pb.finish_with_message(format!("val acc {:.2}%", 100.0 * val_accuracy));
 
     let calib: Vec<Vec<f32>> = (0..train_s.len().min(opts.calibration_samples))
         .map(|i| train_s.row(i).to_vec())
@@ -183,7 +201,7 @@ pub fn synthesize(opts: &SynthOptions) -> anyhow::Result<Summary> {
         n_test: test_s.len(),
         float_test_accuracy: float_acc,
         int8_test_accuracy: int8_acc,
-        val_accuracy: report.best_val_accuracy,
+        val_accuracy,
         params_total: stats.params_total,
         params_nonzero: stats.params_nonzero,
         macs: stats.macs,
@@ -195,7 +213,8 @@ pub fn synthesize(opts: &SynthOptions) -> anyhow::Result<Summary> {
         firmware_elf: None,
         board: None,
         seed: seed_value,
-        epochs: report.epochs_run,
+        method: sched.method,
+        epochs,
         n_vectors: n_vec,
         wall_seconds: start.elapsed().as_secs_f64(),
     };

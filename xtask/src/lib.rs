@@ -1,6 +1,7 @@
 //! The project's task runner (`cargo xtask …`) as a library, so the end-to-end tests drive the
 //! same build-and-run code the commands use.
 
+pub mod bench;
 pub mod firmware;
 pub mod flow;
 pub mod qemu;

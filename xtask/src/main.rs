@@ -56,6 +56,21 @@ enum Cmd {
     },
     /// Check the toolchain (targets, QEMU) and run all tests.
     Test,
+    /// Measure (not test): writes bench/results/<name>.json and BENCHMARKS.md.
+    Bench {
+        #[command(subcommand)]
+        what: BenchCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchCmd {
+    /// Default pipeline on digits (3 seeds), plus an MNIST MLP with --mnist DIR.
+    Pipeline {
+        /// Directory with MNIST's gzipped IDX files (e.g. ../shared/data/mnist).
+        #[arg(long)]
+        mnist: Option<PathBuf>,
+    },
 }
 
 fn main() {
@@ -116,6 +131,19 @@ fn run(cli: Cli) -> Result<()> {
             deploy(&root, board, &model, true)?;
         }
         Cmd::Test => test(&root)?,
+        Cmd::Bench { what } => {
+            firmware::ensure_targets()?;
+            qemu::ensure_qemu()?;
+            let command = format!(
+                "cargo xtask {}",
+                std::env::args().skip(1).collect::<Vec<_>>().join(" ")
+            );
+            match what {
+                BenchCmd::Pipeline { mnist } => {
+                    xtask::bench::pipeline(&root, mnist.as_deref(), &command)?
+                }
+            }
+        }
     }
     Ok(())
 }

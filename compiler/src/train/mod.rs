@@ -204,5 +204,67 @@ pub fn train(
     })
 }
 
+/// Mean dense gradient ∂L/∂W of every Dense layer (IR layout `[out][in]`, dormant connections
+/// included) over up to `max_batches` batches of `batch_size` training samples.
+pub fn dense_weight_gradients(
+    model: &Model,
+    samples: &Samples,
+    batch_size: usize,
+    max_batches: usize,
+) -> Vec<Vec<f32>> {
+    let device = Device::flex().autodiff();
+    let (net, masks) = Net::from_model(model, &device);
+    let loss_fn = burn::nn::loss::CrossEntropyLossConfig::new().init(&device);
+    let shapes: Vec<(usize, usize)> = model
+        .nodes
+        .iter()
+        .filter_map(|n| match &n.op {
+            crate::ir::Op::Dense(d) => Some((d.in_features, d.out_features)),
+            _ => None,
+        })
+        .collect();
+    let mut sums: Vec<Vec<f32>> = shapes.iter().map(|&(i, o)| vec![0.0; i * o]).collect();
+    let mut batches = 0;
+    for start in (0..samples.len())
+        .step_by(batch_size.max(1))
+        .take(max_batches)
+    {
+        let end = (start + batch_size).min(samples.len());
+        let x = Tensor::<2>::from_data(
+            TensorData::new(
+                samples.x[start * samples.dim..end * samples.dim].to_vec(),
+                [end - start, samples.dim],
+            ),
+            &device,
+        );
+        let y: Vec<i64> = samples.y[start..end].iter().map(|&l| l as i64).collect();
+        let y = Tensor::<1, Int>::from_data(TensorData::new(y, [end - start]), &device);
+        let probes: Vec<Tensor<2>> = shapes
+            .iter()
+            .map(|&(i, o)| Tensor::<2>::zeros([i, o], &device).require_grad())
+            .collect();
+        let loss = loss_fn.forward(net.forward_probed(model, &masks, x, Some(&probes)), y);
+        let grads = loss.backward();
+        for ((sum, probe), &(i, o)) in sums.iter_mut().zip(&probes).zip(&shapes) {
+            let g = probe
+                .grad(&grads)
+                .expect("probe is part of the graph")
+                .into_data();
+            let g = g.as_slice::<f32>().expect("f32 gradient");
+            // burn's [in][out] -> the IR's [out][in]
+            for r in 0..i {
+                for c in 0..o {
+                    sum[c * i + r] += g[r * o + c];
+                }
+            }
+        }
+        batches += 1;
+    }
+    for s in &mut sums {
+        s.iter_mut().for_each(|v| *v /= batches.max(1) as f32);
+    }
+    sums
+}
+
 #[cfg(test)]
 mod tests;

@@ -78,6 +78,19 @@ impl Net {
 
     /// Logits for a batch `[n, input_len]`.
     pub fn forward(&self, model: &Model, masks: &Masks, x: Tensor<2>) -> Tensor<2> {
+        self.forward_probed(model, masks, x, None)
+    }
+
+    /// As [`Net::forward`], with `probes[k]` (zeros that require a gradient) added to the k-th
+    /// effective weight: the gradient at a probe is the dense ∂L/∂W, dormant positions included,
+    /// which is what connection growth ranks (the masked weights' own gradient is zero there).
+    pub fn forward_probed(
+        &self,
+        model: &Model,
+        masks: &Masks,
+        x: Tensor<2>,
+        probes: Option<&[Tensor<2>]>,
+    ) -> Tensor<2> {
         let mut values: Vec<Option<Tensor<2>>> = vec![None; model.tensors.len()];
         values[model.inputs[0].0] = Some(x);
         let get = |values: &Vec<Option<Tensor<2>>>, id: crate::ir::TensorId| {
@@ -92,6 +105,9 @@ impl Net {
                     let mut w = self.weights[k].val();
                     if let Some(m) = &masks.0[k] {
                         w = w * m.clone();
+                    }
+                    if let Some(p) = probes {
+                        w = w + p[k].clone();
                     }
                     let y = get(&values, node.inputs[0]).matmul(w)
                         + self.biases[k].val().unsqueeze::<2>();

@@ -93,3 +93,45 @@ fn bad_shapes_and_labels_are_errors() {
     let err = train(&mut m, &s, &s, &quick(), |_| {}).unwrap_err();
     assert!(matches!(err, TrainError::Shape { .. }));
 }
+
+#[test]
+fn dense_gradient_matches_finite_differences_at_dormant_positions() {
+    let mut m = seed_model(4);
+    if let Op::Dense(d) = &mut m.nodes[1].op {
+        d.mask.set(5, false);
+        d.weight[5] = 0.0;
+    }
+    let s = blobs(16, 9);
+    let g = dense_weight_gradients(&m, &s, 16, 1);
+    // mean cross-entropy loss in f64 through the float reference
+    let loss = |m: &Model| -> f64 {
+        (0..s.len())
+            .map(|i| {
+                let z = crate::interp::float::run(m, s.row(i)).unwrap();
+                let mx = z.iter().cloned().fold(f32::MIN, f32::max) as f64;
+                let lse = z.iter().map(|&v| (v as f64 - mx).exp()).sum::<f64>().ln() + mx;
+                lse - z[s.y[i] as usize] as f64
+            })
+            .sum::<f64>()
+            / s.len() as f64
+    };
+    let h = 1e-3;
+    let mut plus = m.clone();
+    if let Op::Dense(d) = &mut plus.nodes[1].op {
+        d.weight[5] = h as f32; // probing the dormant connection directly
+    }
+    let mut minus = m.clone();
+    if let Op::Dense(d) = &mut minus.nodes[1].op {
+        d.weight[5] = -h as f32;
+    }
+    let fd = (loss(&plus) - loss(&minus)) / (2.0 * h);
+    assert!(
+        fd.abs() > 1e-4,
+        "the test needs a nonzero gradient, got {fd}"
+    );
+    assert!(
+        (g[1][5] as f64 - fd).abs() < 1e-3 + 1e-2 * fd.abs(),
+        "{} vs {fd}",
+        g[1][5]
+    );
+}
