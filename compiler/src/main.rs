@@ -55,6 +55,14 @@ enum Command {
     },
     /// Print a model's nodes, parameters (total / nonzero) and MACs.
     Inspect { model: PathBuf },
+    /// Export a model to ONNX (float graph, or with --int8 a QDQ graph of the quantized model).
+    ExportOnnx {
+        model: PathBuf,
+        #[arg(short, long)]
+        output: PathBuf,
+        #[arg(long)]
+        int8: bool,
+    },
     /// Lower a quantized model.json to a no_std model crate.
     Lower {
         model: PathBuf,
@@ -133,6 +141,23 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 m.output_len()
             );
             println!("{}", m.stats());
+        }
+        Command::ExportOnnx {
+            model,
+            output,
+            int8,
+        } => {
+            let m = Model::load(&model)?;
+            let bytes = if int8 {
+                bonsai::onnx::export_int8(&m)
+            } else {
+                bonsai::onnx::export_float(&m)
+            }
+            .with_context(|| format!("cannot export {}", model.display()))?;
+            bonsai::onnx::check_with_tract(&bytes).context("tract rejects the exported model")?;
+            bonsai::util::write_atomic(&output, &bytes)
+                .with_context(|| format!("cannot write {}", output.display()))?;
+            println!("wrote {} ({} bytes)", output.display(), bytes.len());
         }
         Command::Lower { model, out } => {
             let m = Model::load(&model)?;

@@ -1,0 +1,522 @@
+use super::*;
+use crate::interp;
+use crate::ir::tests::tiny_mlp;
+use crate::ir::{Activation, Dense, DenseQuant, Mask, Model, Op, Preprocess, IR_VERSION};
+use crate::quant;
+use prost::Message;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use tract_onnx::pb::ModelProto;
+use tract_onnx::prelude::*;
+
+/// Runs an exported model with tract on a batch (one row per sample) and returns one row per
+/// sample.
+fn run_tract<I: Datum + Copy, O: Datum + Copy>(
+    bytes: &[u8],
+    inputs: &[Vec<I>],
+    n_out: usize,
+) -> Vec<Vec<O>> {
+    let batch = inputs.len();
+    let n_in = inputs[0].len();
+    let plan = tract_onnx::onnx()
+        .model_for_read(&mut &bytes[..])
+        .unwrap()
+        .with_input_fact(0, InferenceFact::dt_shape(I::datum_type(), [batch, n_in]))
+        .unwrap()
+        .into_optimized()
+        .unwrap()
+        .into_runnable()
+        .unwrap();
+    let x = Tensor::from_shape(&[batch, n_in], &inputs.concat()).unwrap();
+    let out = plan.run(tvec!(x.into())).unwrap();
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].shape(), &[batch, n_out]);
+    let flat = out[0]
+        .try_as_plain_ram()
+        .unwrap()
+        .as_slice::<O>()
+        .unwrap()
+        .to_vec();
+    flat.chunks(n_out).map(|c| c.to_vec()).collect()
+}
+
+fn random_inputs(rng: &mut ChaCha8Rng, n: usize, len: usize, amp: f32) -> Vec<Vec<f32>> {
+    (0..n)
+        .map(|_| (0..len).map(|_| rng.random_range(-amp..amp)).collect())
+        .collect()
+}
+
+fn empty_model(name: &str, input_len: usize) -> Model {
+    let mut m = Model {
+        ir_version: IR_VERSION,
+        name: name.into(),
+        tensors: vec![],
+        nodes: vec![],
+        inputs: vec![],
+        outputs: vec![],
+        preprocess: Preprocess::identity(),
+        class_names: vec![],
+    };
+    let x = m.add_tensor("input", vec![input_len]);
+    m.inputs.push(x);
+    m
+}
+
+/// A random Dense layer keeping each connection with probability `density` (dormant weights 0).
+fn random_dense(
+    rng: &mut ChaCha8Rng,
+    n_in: usize,
+    n_out: usize,
+    density: f64,
+    act: Activation,
+) -> Dense {
+    let amp = 1.5 / (n_in as f32 * density as f32).sqrt();
+    let bits: Vec<bool> = (0..n_in * n_out)
+        .map(|_| rng.random_bool(density))
+        .collect();
+    let weight = bits
+        .iter()
+        .map(|&on| if on { rng.random_range(-amp..amp) } else { 0.0 })
+        .collect();
+    let bias = (0..n_out).map(|_| rng.random_range(-0.2..0.2)).collect();
+    let mut d = Dense::new(n_in, n_out, weight, bias, act);
+    d.mask = Mask::from_bools(bits);
+    d
+}
+
+/// 64-32-16-10 with about half of the connections dormant. The first layer has one channel with
+/// every connection pruned (its bias alone survives) and the second layer's ReLU is a standalone
+/// node instead of a fused one, so that every int8 path is exercised.
+fn random_mlp(seed: u64) -> Model {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut m = empty_model("mlp64", 64);
+    m.class_names = (0..10).map(|i| format!("class {i}")).collect();
+    m.preprocess = Preprocess {
+        scale: vec![1.0 / 255.0],
+        offset: vec![-0.5],
+    };
+    let x = m.inputs[0];
+    let mut d1 = random_dense(&mut rng, 64, 32, 0.5, Activation::Relu);
+    for i in 0..64 {
+        d1.weight[5 * 64 + i] = 0.0;
+        d1.mask.set(5 * 64 + i, false);
+    }
+    d1.bias[5] = 0.3;
+    let h1 = m.add_node("fc1", Op::Dense(d1), vec![x], vec![32]);
+    let d2 = random_dense(&mut rng, 32, 16, 0.5, Activation::None);
+    let h2 = m.add_node("fc2", Op::Dense(d2), vec![h1], vec![16]);
+    let r2 = m.add_node("relu2", Op::Relu, vec![h2], vec![16]);
+    let d3 = random_dense(&mut rng, 16, 10, 0.5, Activation::None);
+    let y = m.add_node("fc3", Op::Dense(d3), vec![r2], vec![10]);
+    m.outputs.push(y);
+    m.validate().unwrap();
+    m
+}
+
+/// Concat and a three-way Add with a standalone ReLU:
+/// h1 = fc1(x); h2 = relu(fc2(concat(x, h1))); h3 = fc3(h1); y = fc4(h1 + h2 + h3).
+fn dag_model(seed: u64) -> Model {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut m = empty_model("dag", 8);
+    let x = m.inputs[0];
+    let h1 = m.add_node(
+        "fc1",
+        Op::Dense(random_dense(&mut rng, 8, 6, 0.7, Activation::Relu)),
+        vec![x],
+        vec![6],
+    );
+    let c = m.add_node("cat", Op::Concat, vec![x, h1], vec![14]);
+    let h2 = m.add_node(
+        "fc2",
+        Op::Dense(random_dense(&mut rng, 14, 6, 0.6, Activation::None)),
+        vec![c],
+        vec![6],
+    );
+    let r2 = m.add_node("relu2", Op::Relu, vec![h2], vec![6]);
+    let h3 = m.add_node(
+        "fc3",
+        Op::Dense(random_dense(&mut rng, 6, 6, 1.0, Activation::None)),
+        vec![h1],
+        vec![6],
+    );
+    let s = m.add_node("sum", Op::Add, vec![h1, r2, h3], vec![6]);
+    let y = m.add_node(
+        "fc4",
+        Op::Dense(random_dense(&mut rng, 6, 4, 1.0, Activation::None)),
+        vec![s],
+        vec![4],
+    );
+    m.outputs.push(y);
+    m.validate().unwrap();
+    m
+}
+
+/// Largest |tract - reference| over all samples; asserts the float tolerance.
+fn check_float(model: &Model, inputs: &[Vec<f32>]) -> f32 {
+    let bytes = export_float(model).unwrap();
+    check_with_tract(&bytes).unwrap();
+    let got: Vec<Vec<f32>> = run_tract(&bytes, inputs, model.output_len());
+    let mut max_diff = 0f32;
+    for (x, y) in inputs.iter().zip(&got) {
+        let want = interp::float::run(model, x).unwrap();
+        for (&a, &b) in y.iter().zip(&want) {
+            let d = (a - b).abs();
+            assert!(d <= 1e-4 + 1e-4 * b.abs(), "tract {a} vs reference {b}");
+            max_diff = max_diff.max(d);
+        }
+    }
+    max_diff
+}
+
+/// (exact, total, max |diff| in LSB) of the int8-IO graph against the golden integer model.
+fn check_int8_io(model: &Model, inputs: &[Vec<f32>]) -> (usize, usize, i32) {
+    let bytes = export_int8_io(model).unwrap();
+    check_with_tract(&bytes).unwrap();
+    let xq: Vec<Vec<i8>> = inputs
+        .iter()
+        .map(|x| quant::quantize_input(model, x))
+        .collect();
+    let got: Vec<Vec<i8>> = run_tract(&bytes, &xq, model.output_len());
+    let (mut exact, mut total, mut worst) = (0, 0, 0);
+    for (x, y) in xq.iter().zip(&got) {
+        let want = interp::int8::run(model, x).unwrap();
+        for (&a, &b) in y.iter().zip(&want) {
+            let d = (a as i32 - b as i32).abs();
+            assert!(d <= 1, "tract {a} vs reference {b}");
+            exact += usize::from(d == 0);
+            total += 1;
+            worst = worst.max(d);
+        }
+    }
+    (exact, total, worst)
+}
+
+#[test]
+fn float_tiny_mlp_matches_reference() {
+    let m = tiny_mlp();
+    let mut rng = ChaCha8Rng::seed_from_u64(1);
+    let inputs = random_inputs(&mut rng, 16, 4, 3.0);
+    let d = check_float(&m, &inputs);
+    eprintln!("tiny_mlp float: max |diff| {d:e}");
+}
+
+#[test]
+fn float_sparse_mlp_matches_reference() {
+    let m = random_mlp(7);
+    let mut rng = ChaCha8Rng::seed_from_u64(2);
+    let inputs = random_inputs(&mut rng, 32, 64, 1.0);
+    let d = check_float(&m, &inputs);
+    eprintln!("64-32-16-10 float: max |diff| {d:e}");
+}
+
+#[test]
+fn float_concat_add_dag_matches_reference() {
+    let m = dag_model(3);
+    let mut rng = ChaCha8Rng::seed_from_u64(4);
+    let inputs = random_inputs(&mut rng, 32, 8, 2.0);
+    let d = check_float(&m, &inputs);
+    eprintln!("concat/add DAG float: max |diff| {d:e}");
+}
+
+#[test]
+fn int8_tiny_mlp_within_one_lsb() {
+    let m = tiny_mlp();
+    let mut rng = ChaCha8Rng::seed_from_u64(5);
+    let calib = random_inputs(&mut rng, 64, 4, 2.0);
+    let q = quant::quantize(&m, &calib).unwrap();
+    // Beyond the calibration range too, so that saturation is exercised.
+    let inputs = random_inputs(&mut rng, 64, 4, 2.5);
+    let (exact, total, worst) = check_int8_io(&q, &inputs);
+    eprintln!("tiny_mlp int8: {exact}/{total} exact, worst {worst} LSB");
+}
+
+#[test]
+fn int8_sparse_mlp_within_one_lsb() {
+    let m = random_mlp(7);
+    let mut rng = ChaCha8Rng::seed_from_u64(6);
+    let calib = random_inputs(&mut rng, 128, 64, 1.0);
+    let q = quant::quantize(&m, &calib).unwrap();
+    let inputs = random_inputs(&mut rng, 64, 64, 1.0);
+    let (exact, total, worst) = check_int8_io(&q, &inputs);
+    eprintln!("64-32-16-10 int8: {exact}/{total} exact, worst {worst} LSB");
+    assert!(
+        exact * 10 >= total * 9,
+        "only {exact}/{total} outputs match exactly"
+    );
+}
+
+#[test]
+fn int8_float_io_matches_dequantized_reference() {
+    let m = random_mlp(11);
+    let mut rng = ChaCha8Rng::seed_from_u64(8);
+    let calib = random_inputs(&mut rng, 128, 64, 1.0);
+    let q = quant::quantize(&m, &calib).unwrap();
+    let out_q = q.tensor(q.outputs[0]).quant.unwrap();
+    let inputs = random_inputs(&mut rng, 32, 64, 1.0);
+    let bytes = export_int8(&q).unwrap();
+    let got: Vec<Vec<f32>> = run_tract(&bytes, &inputs, 10);
+    let mut worst = 0f32;
+    for (x, y) in inputs.iter().zip(&got) {
+        let want = interp::int8::run(&q, &quant::quantize_input(&q, x)).unwrap();
+        for (&a, &b) in y.iter().zip(&want) {
+            let b = out_q.scale * (b as i32 - out_q.zero_point) as f32;
+            let lsb = (a - b).abs() / out_q.scale;
+            assert!(lsb <= 1.0 + 1e-3, "tract {a} vs reference {b}");
+            worst = worst.max(lsb);
+        }
+    }
+    eprintln!("64-32-16-10 int8 float-io: worst {worst} LSB");
+}
+
+/// The quantizer refuses Add and Concat (and the integer reference does not run them): quantize
+/// the DAG by hand and check the QDQ graph against its real-valued meaning.
+#[test]
+fn int8_dag_matches_fake_quant_reference() {
+    let m = dag_model(3);
+    let mut rng = ChaCha8Rng::seed_from_u64(9);
+    let calib = random_inputs(&mut rng, 128, 8, 2.0);
+    let ranges = quant::calibrate(&m, &calib).unwrap();
+    let mut q = m.clone();
+    for (t, &(lo, hi)) in q.tensors.iter_mut().zip(&ranges) {
+        t.quant = Some(quant::choose_act_quant(lo, hi));
+    }
+    let relu = q.nodes.iter().find(|n| n.name == "relu2").unwrap();
+    let (rin, rout) = (relu.inputs[0].0, relu.output.0);
+    q.tensors[rout].quant = q.tensors[rin].quant;
+    for i in 0..q.nodes.len() {
+        let s_in = q.tensors[q.nodes[i].inputs[0].0].quant.unwrap().scale;
+        if let Op::Dense(d) = &mut q.nodes[i].op {
+            let mut dq = DenseQuant {
+                weight_scale: vec![],
+                weight_q: vec![],
+                bias_q: vec![],
+            };
+            for o in 0..d.out_features {
+                let row = &d.weight[o * d.in_features..(o + 1) * d.in_features];
+                let sw = row.iter().fold(0f32, |a, w| a.max(w.abs())) / 127.0;
+                dq.weight_scale.push(sw);
+                dq.weight_q
+                    .extend(row.iter().map(|w| (w / sw).round() as i8));
+                dq.bias_q.push((d.bias[o] / (s_in * sw)).round() as i32);
+            }
+            d.quant = Some(dq);
+        }
+    }
+    assert!(q.is_quantized());
+    let bytes = export_int8(&q).unwrap();
+    check_with_tract(&bytes).unwrap();
+    let inputs = random_inputs(&mut rng, 32, 8, 2.0);
+    let got: Vec<Vec<f32>> = run_tract(&bytes, &inputs, 4);
+    let s_out = q.tensor(q.outputs[0]).quant.unwrap().scale;
+    let (mut worst, mut worst_float, mut exact, mut total) = (0f32, 0f32, 0, 0);
+    for (x, y) in inputs.iter().zip(&got) {
+        let want = fake_quant_run(&q, x);
+        let float = interp::float::run(&m, x).unwrap();
+        for ((&a, &b), &f) in y.iter().zip(&want).zip(&float) {
+            let lsb = (a - b).abs() / s_out;
+            assert!(lsb <= 1.0 + 1e-3, "tract {a} vs fake-quant reference {b}");
+            worst = worst.max(lsb);
+            exact += usize::from(lsb < 1e-3);
+            total += 1;
+            worst_float = worst_float.max((a - f).abs() / s_out);
+        }
+    }
+    eprintln!(
+        "DAG int8 (float io): {exact}/{total} exact vs fake-quant reference, worst {worst} LSB; \
+         {worst_float} LSB from the float model"
+    );
+}
+
+/// The real-valued meaning of a QDQ graph, in f32: every tensor is quantized and dequantized
+/// (round half to even), weights and biases are dequantized before a float Gemm.
+fn fake_quant_run(q: &Model, x: &[f32]) -> Vec<f32> {
+    let fq = |v: f32, aq: crate::ir::ActQuant| {
+        let k = ((v / aq.scale).round_ties_even() + aq.zero_point as f32).clamp(-128.0, 127.0);
+        aq.scale * (k - aq.zero_point as f32)
+    };
+    let qa = |id: crate::ir::TensorId| q.tensor(id).quant.unwrap();
+    let mut values: Vec<Vec<f32>> = vec![Vec::new(); q.tensors.len()];
+    values[q.inputs[0].0] = x.iter().map(|&v| fq(v, qa(q.inputs[0]))).collect();
+    for node in &q.nodes {
+        let ins: Vec<&Vec<f32>> = node.inputs.iter().map(|i| &values[i.0]).collect();
+        let pre: Vec<f32> = match &node.op {
+            Op::Dense(d) => {
+                let dq = d.quant.as_ref().unwrap();
+                let s_in = qa(node.inputs[0]).scale;
+                (0..d.out_features)
+                    .map(|o| {
+                        let sw = dq.weight_scale[o];
+                        let mut acc = dq.bias_q[o] as f32 * ((s_in as f64 * sw as f64) as f32);
+                        let row = &dq.weight_q[o * d.in_features..(o + 1) * d.in_features];
+                        for (&w, &v) in row.iter().zip(ins[0].iter()) {
+                            acc += w as f32 * sw * v;
+                        }
+                        if d.activation == Activation::Relu {
+                            acc.max(0.0)
+                        } else {
+                            acc
+                        }
+                    })
+                    .collect()
+            }
+            Op::Relu => ins[0].iter().map(|v| v.max(0.0)).collect(),
+            Op::Add => {
+                let mut acc = ins[0].clone();
+                for v in &ins[1..] {
+                    acc.iter_mut().zip(v.iter()).for_each(|(a, b)| *a += b);
+                }
+                acc
+            }
+            Op::Concat => ins.iter().flat_map(|v| v.iter().copied()).collect(),
+        };
+        let aq = qa(node.output);
+        values[node.output.0] = pre.into_iter().map(|v| fq(v, aq)).collect();
+    }
+    std::mem::take(&mut values[q.outputs[0].0])
+}
+
+#[test]
+fn header_and_metadata() {
+    let m = random_mlp(7);
+    let bytes = export_float(&m).unwrap();
+    let p = ModelProto::decode(&bytes[..]).unwrap();
+    assert_eq!(p.ir_version, 8);
+    assert_eq!(p.producer_name, "bonsai");
+    assert_eq!(p.opset_import.len(), 1);
+    assert_eq!(p.opset_import[0].domain, "");
+    assert_eq!(p.opset_import[0].version, 13);
+    let meta = |k: &str| {
+        p.metadata_props
+            .iter()
+            .find(|e| e.key == k)
+            .unwrap_or_else(|| panic!("no {k}"))
+            .value
+            .clone()
+    };
+    let names: Vec<String> = serde_json::from_str(&meta(META_CLASS_NAMES)).unwrap();
+    assert_eq!(names, m.class_names);
+    let pre: Preprocess = serde_json::from_str(&meta(META_PREPROCESS)).unwrap();
+    assert_eq!(pre, m.preprocess);
+    assert_eq!(meta(META_IR_VERSION), IR_VERSION.to_string());
+    assert_eq!(meta(META_VARIANT), "float");
+
+    let g = p.graph.unwrap();
+    assert_eq!(g.input.len(), 1);
+    assert_eq!(g.input[0].name, "input");
+    assert_eq!(g.output[0].name, "logits");
+    let ops: Vec<&str> = g.node.iter().map(|n| n.op_type.as_str()).collect();
+    assert_eq!(ops, ["Gemm", "Relu", "Gemm", "Relu", "Gemm"]);
+    // Weights are stored dense, pruned entries as zeros.
+    let w = g
+        .initializer
+        .iter()
+        .find(|t| t.name == "fc1.weight")
+        .unwrap();
+    assert_eq!(w.dims, [32, 64]);
+    assert_eq!(w.raw_data.len(), 32 * 64 * 4);
+}
+
+#[test]
+fn int8_graph_structure() {
+    let mut rng = ChaCha8Rng::seed_from_u64(5);
+    let q = quant::quantize(&tiny_mlp(), &random_inputs(&mut rng, 16, 4, 2.0)).unwrap();
+    for (bytes, variant, in_type, first) in [
+        (export_int8(&q).unwrap(), "int8_qdq", 1, "QuantizeLinear"),
+        (
+            export_int8_io(&q).unwrap(),
+            "int8_qdq_int8_io",
+            3,
+            "DequantizeLinear",
+        ),
+    ] {
+        let p = ModelProto::decode(&bytes[..]).unwrap();
+        let v = p
+            .metadata_props
+            .iter()
+            .find(|e| e.key == META_VARIANT)
+            .unwrap();
+        assert_eq!(v.value, variant);
+        let g = p.graph.unwrap();
+        let elem = |vi: &tract_onnx::pb::ValueInfoProto| match &vi.r#type.as_ref().unwrap().value {
+            Some(tract_onnx::pb::type_proto::Value::TensorType(t)) => t.elem_type,
+            _ => panic!(),
+        };
+        assert_eq!(elem(&g.input[0]), in_type);
+        assert_eq!(elem(&g.output[0]), in_type);
+        assert_eq!(g.node[0].op_type, first);
+        assert_eq!(g.node[0].input[0], "input");
+        let last = g.node.last().unwrap();
+        assert_eq!(last.output[0], "logits");
+        // Per-channel weight dequantization on axis 0.
+        let wdq = g
+            .node
+            .iter()
+            .find(|n| n.name == "fc1.weight_dequantize")
+            .unwrap();
+        assert_eq!(wdq.attribute[0].name, "axis");
+        assert_eq!(wdq.attribute[0].i, 0);
+        let ws = g
+            .initializer
+            .iter()
+            .find(|t| t.name == wdq.input[1])
+            .unwrap();
+        assert_eq!(ws.dims, [3]);
+    }
+}
+
+#[test]
+fn int8_export_refuses_float_model() {
+    let err = export_int8(&tiny_mlp()).unwrap_err();
+    assert!(matches!(err, OnnxError::NotQuantized), "{err}");
+    assert!(err.to_string().contains("quantized"), "{err}");
+}
+
+#[test]
+fn invalid_model_is_refused() {
+    let mut m = tiny_mlp();
+    m.nodes.swap(0, 1);
+    let err = export_float(&m).unwrap_err();
+    assert!(matches!(err, OnnxError::InvalidModel(_)), "{err}");
+    assert!(err.to_string().contains("topological"), "{err}");
+}
+
+#[test]
+fn bad_activation_scale_is_refused() {
+    let mut rng = ChaCha8Rng::seed_from_u64(5);
+    let mut q = quant::quantize(&tiny_mlp(), &random_inputs(&mut rng, 16, 4, 2.0)).unwrap();
+    q.tensors[1].quant.as_mut().unwrap().scale = 0.0;
+    let err = export_int8(&q).unwrap_err();
+    assert!(matches!(err, OnnxError::BadTensorQuant { .. }), "{err}");
+}
+
+#[test]
+fn model_without_nodes_exports_identity() {
+    let mut m = empty_model("id", 3);
+    m.outputs.push(m.inputs[0]);
+    m.validate().unwrap();
+    let x = vec![vec![1.0, -2.0, 0.5]];
+    let y: Vec<Vec<f32>> = run_tract(&export_float(&m).unwrap(), &x, 3);
+    assert_eq!(y, x);
+}
+
+#[test]
+fn garbage_and_truncated_bytes_are_errors_not_panics() {
+    let good = export_float(&random_mlp(7)).unwrap();
+    check_with_tract(&good).unwrap();
+    let mut rng = ChaCha8Rng::seed_from_u64(10);
+    let garbage: Vec<u8> = (0..4096).map(|_| rng.random()).collect();
+    let cases: Vec<(&str, &[u8])> = vec![
+        ("empty", &[]),
+        ("text", b"this is not an onnx file"),
+        ("random bytes", &garbage),
+        ("truncated to half", &good[..good.len() / 2]),
+        ("truncated by one byte", &good[..good.len() - 1]),
+        ("first 10 bytes", &good[..10]),
+    ];
+    for (what, bytes) in cases {
+        match check_with_tract(bytes) {
+            Err(OnnxError::Tract(msg)) => eprintln!("{what}: {msg}"),
+            other => panic!("{what}: expected a tract error, got {other:?}"),
+        }
+    }
+}
