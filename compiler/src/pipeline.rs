@@ -63,6 +63,8 @@ pub struct Summary {
     pub flash_bytes: Option<u64>,
     pub ram_bytes: Option<u64>,
     pub stack_peak_bytes: Option<u64>,
+    /// Mean executed instructions per inference on the board, counted under QEMU `-icount`.
+    pub insns_per_inference: Option<f64>,
     pub firmware_elf: Option<String>,
     pub board: Option<String>,
     pub seed: u64,
@@ -210,6 +212,7 @@ pub fn synthesize(opts: &SynthOptions) -> anyhow::Result<Summary> {
         flash_bytes: None,
         ram_bytes: None,
         stack_peak_bytes: None,
+        insns_per_inference: None,
         firmware_elf: None,
         board: None,
         seed: seed_value,

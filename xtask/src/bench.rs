@@ -124,7 +124,7 @@ pub fn pipeline(root: &Path, mnist: Option<&Path>, command: &str) -> Result<()> 
             flash_bytes: elf.flash_bytes,
             ram_bytes: elf.static_ram_bytes + run.stack_peak,
             stack_peak_bytes: run.stack_peak,
-            insns_per_inference: None,
+            insns_per_inference: flow::mean_insns(&run),
             n_vectors: s.n_vectors,
             qemu_bit_exact: bit_exact,
             synthesis_seconds: s.wall_seconds,

@@ -26,6 +26,9 @@ pub struct Board {
     pub flash_limit: u64,
     /// RAM length in the board's memory.x, bytes (static RAM + stack must fit).
     pub ram_limit: u64,
+    /// SysTick's clock (the core clock) in QEMU's model of the machine, Hz; `None` if the model has
+    /// no SysTick. `qemu.rs` converts the firmware's SysTick ticks into instructions with it.
+    pub systick_hz: Option<u64>,
 }
 
 /// Every board crate under `firmware-examples/`.
@@ -36,6 +39,8 @@ pub static BOARDS: [Board; 2] = [
         qemu_machine: "mps2-an386",
         flash_limit: 4 << 20,
         ram_limit: 4 << 20,
+        // QEMU's mps2 boards clock the CPU (and SysTick with CLKSOURCE = 1) at 25 MHz.
+        systick_hz: Some(25_000_000),
     },
     Board {
         name: "qemu-microbit",
@@ -43,6 +48,9 @@ pub static BOARDS: [Board; 2] = [
         qemu_machine: "microbit",
         flash_limit: 256 << 10,
         ram_limit: 16 << 10,
+        // QEMU's nRF51 model clocks the CPU at the 16 MHz HCLK. (A real nRF51 has no SysTick; QEMU's
+        // Cortex-M0 has one, which is all the instruction counting needs.)
+        systick_hz: Some(16_000_000),
     },
 ];
 

@@ -73,10 +73,11 @@ pub fn build_firmware(
     Ok(elf)
 }
 
-/// Runs a built image under QEMU and checks its RAM use against the board.
+/// Runs a built image under QEMU (with `-icount`, so `insns` holds exact executed-instruction
+/// counts per inference) and checks its RAM use against the board.
 pub fn run_firmware(board: &Board, elf: &ElfInfo, timeout: Duration) -> Result<QemuRun> {
     qemu::ensure_qemu()?;
-    let run = qemu::run_with(board, &elf.path, &RunOptions::new(timeout))?;
+    let run = qemu::run_with(board, &elf.path, &RunOptions::counting(timeout))?;
     let ram = elf.static_ram_bytes + run.stack_peak;
     if ram > board.ram_limit {
         bail!(
@@ -108,4 +109,9 @@ pub fn compare(what: &str, expected: &[Vec<i8>], found: &[Vec<i8>]) -> Result<()
         );
     }
     Ok(())
+}
+
+/// Mean executed instructions per inference, if the run counted them.
+pub fn mean_insns(run: &QemuRun) -> Option<f64> {
+    (!run.insns.is_empty()).then(|| run.insns.iter().sum::<u64>() as f64 / run.insns.len() as f64)
 }

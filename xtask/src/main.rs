@@ -71,6 +71,12 @@ enum BenchCmd {
         #[arg(long)]
         mnist: Option<PathBuf>,
     },
+    /// ONNX export checks (ONNX checker, onnxruntime, tract) on digits, plus MNIST with --mnist DIR.
+    Onnx {
+        /// Directory with MNIST's gzipped IDX files (e.g. ../shared/data/mnist).
+        #[arg(long)]
+        mnist: Option<PathBuf>,
+    },
 }
 
 fn main() {
@@ -132,8 +138,10 @@ fn run(cli: Cli) -> Result<()> {
         }
         Cmd::Test => test(&root)?,
         Cmd::Bench { what } => {
-            firmware::ensure_targets()?;
-            qemu::ensure_qemu()?;
+            if matches!(what, BenchCmd::Pipeline { .. }) {
+                firmware::ensure_targets()?;
+                qemu::ensure_qemu()?;
+            }
             let command = format!(
                 "cargo xtask {}",
                 std::env::args().skip(1).collect::<Vec<_>>().join(" ")
@@ -141,6 +149,9 @@ fn run(cli: Cli) -> Result<()> {
             match what {
                 BenchCmd::Pipeline { mnist } => {
                     xtask::bench::pipeline(&root, mnist.as_deref(), &command)?
+                }
+                BenchCmd::Onnx { mnist } => {
+                    xtask::bench_onnx::bench(&root, mnist.as_deref(), &command)?
                 }
             }
         }
@@ -181,13 +192,16 @@ fn deploy(root: &Path, board: &firmware::Board, out: &Path, run: bool) -> Result
             &expected,
             &got.outputs,
         )?;
+        let insns = flow::mean_insns(&got);
         println!(
-            "{}: {} vectors bit-exact with the integer reference; stack peak {} B, RAM {} B",
+            "{}: {} vectors bit-exact with the integer reference; stack peak {} B, RAM {} B; {} instructions per inference (mean, QEMU -icount)",
             board.name,
             got.outputs.len(),
             got.stack_peak,
-            elf.static_ram_bytes + got.stack_peak
+            elf.static_ram_bytes + got.stack_peak,
+            insns.map_or("?".into(), |v| format!("{v:.0}"))
         );
+        summary.insns_per_inference = insns;
         summary.stack_peak_bytes = Some(got.stack_peak);
         summary.ram_bytes = Some(elf.static_ram_bytes + got.stack_peak);
     }

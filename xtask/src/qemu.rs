@@ -1,8 +1,16 @@
 //! Running a firmware image under `qemu-system-arm` and reading its semihosting output.
 //!
-//! The firmware (`firmware-examples/fw-common`) prints one `OUT <index> <hex>` line per test
-//! vector, then `STACK_INFER <bytes>`, `STACK_PEAK <bytes>` and `DONE <n>`, and ends QEMU with its
-//! exit code (semihosting SYS_EXIT_EXTENDED), which becomes QEMU's exit status.
+//! The firmware (`firmware-examples/fw-common`) prints `TICKS_BASE <ticks> <h>`, then per test
+//! vector `OUT <index> <hex>` and `TICKS <index> <ticks> <wraps>`, then `STACK_INFER <bytes>`,
+//! `STACK_PEAK <bytes>` and `DONE <n>`, and ends QEMU with its exit code (semihosting
+//! SYS_EXIT_EXTENDED), which becomes QEMU's exit status.
+//!
+//! Instruction counts: with `-icount shift=N` ([`RunOptions::icount_shift`]) QEMU's virtual clock
+//! advances exactly 2^N ns per executed instruction, and SysTick counts that clock at the board's
+//! [`Board::systick_hz`]. The firmware reports raw SysTick ticks; [`ticks_to_insns`] converts them
+//! (`round(ticks × 10^9 / (hz × 2^N))`, exact when a tick is shorter than half an instruction,
+//! [`count_is_exact`]), and [`insns_per_vector`] subtracts the measurement's own cost (the
+//! `TICKS_BASE` calibration) and the SysTick wrap interrupts. Details: `firmware-examples/README.md`.
 
 use std::ffi::OsString;
 use std::io::Read;
@@ -22,21 +30,40 @@ pub fn ensure_qemu() -> Result<PathBuf> {
     })
 }
 
+/// The `-icount` shift [`RunOptions::counting`] uses: the smallest with exact counts on every board
+/// (mps2-an386: 3.2 SysTick ticks per instruction, microbit: 2.048; see [`count_is_exact`]). Larger
+/// shifts are exact too, but SysTick (24 bits) then wraps sooner: every 2^24 ticks, i.e. every
+/// 5.24 M instructions on mps2-an386 and 8.19 M on the microbit at shift 7. A call that long takes
+/// one SysTick interrupt per wrap; its count stays exact, but the interrupt's exception frame may
+/// add 32 bytes to the stack figures.
+pub const COUNT_SHIFT: u32 = 7;
+
 /// How to run QEMU.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunOptions {
     /// QEMU is killed (and the run is an error) after this long.
     pub timeout: Duration,
-    /// `-icount shift=N`: deterministic virtual time, one instruction = 2^N ns. For instruction
-    /// counting with SysTick (see shared/notes/toolchain-facts.md); slower, not needed otherwise.
+    /// `-icount shift=N`: deterministic virtual time, one instruction = 2^N ns, and per-vector
+    /// instruction counts in [`QemuRun::insns`] (on boards with [`Board::systick_hz`]). The shift
+    /// must give exact counts on the board ([`count_is_exact`]; [`COUNT_SHIFT`] does everywhere),
+    /// otherwise the run is an error. `None`: real-time clock, no counts.
     pub icount_shift: Option<u32>,
 }
 
 impl RunOptions {
+    /// No instruction counting.
     pub fn new(timeout: Duration) -> RunOptions {
         RunOptions {
             timeout,
             icount_shift: None,
+        }
+    }
+
+    /// With instruction counting (`-icount shift=`[`COUNT_SHIFT`]).
+    pub fn counting(timeout: Duration) -> RunOptions {
+        RunOptions {
+            timeout,
+            icount_shift: Some(COUNT_SHIFT),
         }
     }
 }
@@ -51,6 +78,10 @@ pub struct QemuRun {
     /// Deepest stack use below the `infer` call site, bytes: max(infer's own depth, the harness'
     /// shallow print path).
     pub infer_stack: u64,
+    /// One entry per test vector when counting ([`RunOptions::icount_shift`] set, board with a
+    /// SysTick), else empty: the instructions executed by the model's `infer` call, from its first
+    /// instruction to its return inclusive (the call instruction and the harness excluded). Exact.
+    pub insns: Vec<u64>,
     pub exit_code: i32,
     /// Everything the firmware printed.
     pub stdout: String,
@@ -63,6 +94,80 @@ pub struct FirmwareOutput {
     pub stack_peak: Option<u64>,
     pub infer_stack: Option<u64>,
     pub done: Option<usize>,
+    /// `TICKS_BASE`: the measurement around a one-instruction function, in ticks.
+    pub ticks_base: Option<u64>,
+    /// `TICKS_BASE`: instructions one SysTick wrap interrupt adds to a measurement.
+    pub wrap_insns: Option<u64>,
+    /// `TICKS` lines, in vector order: (SysTick ticks across `infer`, wrap interrupts taken).
+    pub ticks: Vec<(u64, u64)>,
+}
+
+/// Whether [`ticks_to_insns`] is exact for a SysTick at `systick_hz` under `-icount shift=N`.
+///
+/// A measured tick count is a difference of two readings of a counter that ticks every
+/// 10^9 / hz ns, so it is within ±1 (exclusive) of `insns × ticks_per_insn` with
+/// `ticks_per_insn = hz × 2^N / 10^9`. Rounding `ticks / ticks_per_insn` recovers the instruction
+/// count exactly when one tick is less than half an instruction: `ticks_per_insn > 2`.
+pub fn count_is_exact(systick_hz: u64, shift: u32) -> bool {
+    shift < 40 && (systick_hz as u128) << shift > 2_000_000_000
+}
+
+/// SysTick ticks to instructions under `-icount shift=N`: `round(ticks × 10^9 / (hz × 2^N))`.
+/// (mps2-an386: 25 MHz, so `ticks × 40 / 2^N`.)
+pub fn ticks_to_insns(ticks: u64, systick_hz: u64, shift: u32) -> u64 {
+    let num = ticks as u128 * 1_000_000_000;
+    let den = (systick_hz as u128) << shift;
+    ((num + den / 2) / den) as u64
+}
+
+/// Per-vector instruction counts of `infer` from the `TICKS*` lines:
+/// `I(ticks) − wraps × h − (I(base) − 1)`, where `I` is [`ticks_to_insns`], `base` the
+/// `TICKS_BASE` measurement (the same measurement around a one-instruction function, so
+/// `I(base) − 1` is the measurement's own cost) and `h` the instructions one SysTick wrap
+/// interrupt adds. Errors if the lines are missing or inconsistent.
+pub fn insns_per_vector(parsed: &FirmwareOutput, systick_hz: u64, shift: u32) -> Result<Vec<u64>> {
+    if !count_is_exact(systick_hz, shift) {
+        let min = (0..40)
+            .find(|&n| count_is_exact(systick_hz, n))
+            .unwrap_or(40);
+        bail!(
+            "-icount shift={shift} is too coarse for exact instruction counts with a {systick_hz} Hz \
+             SysTick (a tick must be under half an instruction): use shift {min} or more"
+        );
+    }
+    if parsed.outputs.is_empty() {
+        return Ok(Vec::new()); // no vector, no calibration either
+    }
+    let (Some(base), Some(wrap_insns)) = (parsed.ticks_base, parsed.wrap_insns) else {
+        bail!(
+            "no TICKS_BASE line: the firmware found no SysTick, or predates instruction counting"
+        );
+    };
+    if parsed.ticks.len() != parsed.outputs.len() {
+        bail!(
+            "{} TICKS lines for {} OUT lines",
+            parsed.ticks.len(),
+            parsed.outputs.len()
+        );
+    }
+    let overhead = ticks_to_insns(base, systick_hz, shift)
+        .checked_sub(1)
+        .ok_or_else(|| anyhow!("TICKS_BASE {base}: less than the one instruction it measures"))?;
+    parsed
+        .ticks
+        .iter()
+        .enumerate()
+        .map(|(i, &(ticks, wraps))| {
+            ticks_to_insns(ticks, systick_hz, shift)
+                .checked_sub(wraps * wrap_insns + overhead)
+                .ok_or_else(|| {
+                    anyhow!(
+                        "TICKS {i} {ticks} {wraps}: fewer instructions than the measurement's own \
+                         {overhead} and {wraps} wrap interrupts"
+                    )
+                })
+        })
+        .collect()
 }
 
 /// QEMU's arguments for running `elf` on `board`.
@@ -184,10 +289,22 @@ pub fn run_with(board: &Board, elf: &Path, opts: &RunOptions) -> Result<QemuRun>
     let stack_peak = parsed
         .stack_peak
         .ok_or_else(|| anyhow!("board {}: no STACK_PEAK line", board.name))?;
+    // Without -icount the TICKS lines are real-time noise: ignored.
+    let insns = match (opts.icount_shift, board.systick_hz) {
+        (Some(shift), Some(hz)) => insns_per_vector(&parsed, hz, shift).with_context(|| {
+            format!(
+                "board {}: instruction counts of {}",
+                board.name,
+                elf.display()
+            )
+        })?,
+        _ => Vec::new(),
+    };
     Ok(QemuRun {
         outputs: parsed.outputs,
         stack_peak,
         infer_stack: parsed.infer_stack.unwrap_or(stack_peak),
+        insns,
         exit_code,
         stdout,
     })
@@ -227,7 +344,8 @@ fn tails(stdout: &str, stderr: &str) -> String {
 }
 
 /// Parses the firmware's protocol lines. `OUT` indices must count up from 0 and all outputs must
-/// have the same length; lines the protocol does not define are ignored.
+/// have the same length; each `TICKS <index>` must follow `OUT <index>`; lines the protocol does not
+/// define are ignored.
 pub fn parse_output(stdout: &str) -> Result<FirmwareOutput> {
     let mut parsed = FirmwareOutput::default();
     for (lineno, line) in stdout.lines().enumerate() {
@@ -257,10 +375,30 @@ pub fn parse_output(stdout: &str) -> Result<FirmwareOutput> {
                 parsed.outputs.push(values);
             }
             ["OUT", _] => bail!("line {}: OUT line without outputs", lineno + 1),
+            ["TICKS", index, ticks, wraps] => {
+                let index: usize = index.parse().map_err(|_| bad())?;
+                if index != parsed.ticks.len() || index + 1 != parsed.outputs.len() {
+                    bail!(
+                        "line {}: TICKS {index} must follow OUT {index} (have {} OUT and {} TICKS lines)",
+                        lineno + 1,
+                        parsed.outputs.len(),
+                        parsed.ticks.len()
+                    );
+                }
+                let ticks = ticks.parse().map_err(|_| bad())?;
+                let wraps = wraps.parse().map_err(|_| bad())?;
+                parsed.ticks.push((ticks, wraps));
+            }
+            ["TICKS_BASE", ticks, wrap_insns] => {
+                parsed.ticks_base = Some(ticks.parse().map_err(|_| bad())?);
+                parsed.wrap_insns = Some(wrap_insns.parse().map_err(|_| bad())?);
+            }
             ["STACK_PEAK", n] => parsed.stack_peak = Some(n.parse().map_err(|_| bad())?),
             ["STACK_INFER", n] => parsed.infer_stack = Some(n.parse().map_err(|_| bad())?),
             ["DONE", n] => parsed.done = Some(n.parse().map_err(|_| bad())?),
-            ["OUT" | "STACK_PEAK" | "STACK_INFER" | "DONE", ..] => return Err(bad()),
+            ["OUT" | "TICKS" | "TICKS_BASE" | "STACK_PEAK" | "STACK_INFER" | "DONE", ..] => {
+                return Err(bad())
+            }
             _ => {}
         }
     }
@@ -308,6 +446,93 @@ mod tests {
         assert_eq!(parse_output("hello\n").unwrap(), FirmwareOutput::default());
     }
 
+    /// Real output of fw-common (mps2-an386, `-icount shift=7`) around calibration models whose
+    /// `infer` is 1000 `nop`s (1003 instructions with its frame set-up) and a `subs`/`bne` loop
+    /// of k iterations (6 + 2k instructions; k = 50,000,000 takes 19 wrap interrupts).
+    const MPS2_SHIFT7: &str = "TICKS_BASE 22 5\nOUT 0 00000000\nTICKS 0 3229 0\nOUT 1 00000000\n\
+        TICKS 1 3228 0\nOUT 2 00000000\nTICKS 2 320000342 19\nSTACK_INFER 32\nSTACK_PEAK 256\nDONE 3\n";
+
+    #[test]
+    fn parses_ticks_lines() {
+        let p = parse_output(MPS2_SHIFT7).unwrap();
+        assert_eq!((p.ticks_base, p.wrap_insns), (Some(22), Some(5)));
+        assert_eq!(p.ticks, vec![(3229, 0), (3228, 0), (320000342, 19)]);
+        // Output without the TICKS lines (no SysTick, or the host runner) still parses.
+        let p = parse_output("OUT 0 00\nDONE 1\n").unwrap();
+        assert_eq!((p.ticks_base, p.ticks.len()), (None, 0));
+    }
+
+    #[test]
+    fn rejects_bad_ticks_lines() {
+        assert!(
+            parse_output("TICKS 0 5 0\n").is_err(),
+            "TICKS before its OUT"
+        );
+        assert!(
+            parse_output("OUT 0 00\nTICKS 1 5 0\n").is_err(),
+            "wrong index"
+        );
+        assert!(
+            parse_output("OUT 0 00\nOUT 1 00\nTICKS 1 5 0\n").is_err(),
+            "TICKS 0 missing"
+        );
+        assert!(
+            parse_output("OUT 0 00\nTICKS 0 5\n").is_err(),
+            "no wrap count"
+        );
+        assert!(parse_output("OUT 0 00\nTICKS 0 -5 0\n").is_err());
+        assert!(parse_output("TICKS_BASE 22\n").is_err());
+    }
+
+    #[test]
+    fn converts_ticks_to_instructions() {
+        // mps2-an386, 25 MHz: insns = ticks × 40 / 2^N, rounded.
+        assert_eq!(ticks_to_insns(3229, 25_000_000, 7), 1009); // 1009.06
+        assert_eq!(ticks_to_insns(3228, 25_000_000, 7), 1009); // 1008.75
+        assert_eq!(ticks_to_insns(22, 25_000_000, 7), 7); // 6.875
+        assert_eq!(ticks_to_insns(6457, 25_000_000, 8), 1009); // 1008.91
+                                                               // microbit, 16 MHz: insns = ticks × 62.5 / 2^N.
+        assert_eq!(ticks_to_insns(2079, 16_000_000, 7), 1015); // 1015.14
+        assert_eq!(ticks_to_insns(26, 16_000_000, 7), 13); // 12.70
+                                                           // No overflow on long runs: 2^40 ticks.
+        assert_eq!(ticks_to_insns(1 << 40, 25_000_000, 7), 343_597_383_680);
+
+        assert!(!count_is_exact(25_000_000, 6)); // 1.6 ticks per instruction
+        assert!(count_is_exact(25_000_000, COUNT_SHIFT)); // 3.2
+        assert!(!count_is_exact(16_000_000, 6)); // 1.024
+        assert!(count_is_exact(16_000_000, COUNT_SHIFT)); // 2.048
+        assert!(!count_is_exact(25_000_000, 200));
+    }
+
+    #[test]
+    fn counts_instructions_per_vector() {
+        let p = parse_output(MPS2_SHIFT7).unwrap();
+        // Overhead I(22) − 1 = 6. The loop: I(320000342) = 100000107, minus 19 wraps × 5, minus 6.
+        assert_eq!(
+            insns_per_vector(&p, 25_000_000, 7).unwrap(),
+            vec![1003, 1003, 100_000_006]
+        );
+        let err = insns_per_vector(&p, 25_000_000, 6).unwrap_err().to_string();
+        assert!(err.contains("shift 7 or more"), "{err}");
+        let empty = parse_output("STACK_PEAK 8\nDONE 0\n").unwrap();
+        assert_eq!(
+            insns_per_vector(&empty, 25_000_000, 7).unwrap(),
+            Vec::<u64>::new()
+        );
+        let no_ticks = parse_output("OUT 0 00\nDONE 1\n").unwrap();
+        let err = insns_per_vector(&no_ticks, 25_000_000, 7)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("no TICKS_BASE"), "{err}");
+        let missing = parse_output("TICKS_BASE 22 5\nOUT 0 00\nOUT 1 00\nTICKS 1 5 0\n");
+        assert!(missing.is_err());
+        let short = parse_output("TICKS_BASE 22 5\nOUT 0 00\nTICKS 0 15 0\n").unwrap();
+        assert!(
+            insns_per_vector(&short, 25_000_000, 7).is_err(),
+            "below the overhead"
+        );
+    }
+
     #[test]
     fn builds_qemu_command_line() {
         let b = board("qemu-microbit").unwrap();
@@ -326,5 +551,11 @@ mod tests {
             .map(|a| a.to_string_lossy().into_owned())
             .collect();
         assert!(args.join(" ").contains("-icount shift=0 -kernel /x/fw"));
+        let counting = RunOptions::counting(Duration::from_secs(5));
+        let args: Vec<String> = qemu_args(b, Path::new("/x/fw"), &counting)
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        assert!(args.join(" ").contains("-icount shift=7 -kernel /x/fw"));
     }
 }

@@ -1,7 +1,8 @@
 //! Renders the model crate's files from a [`Plan`].
 
 use super::plan::{DenseLayer, Loc, Plan, Step, StepKind};
-use super::LowerError;
+use super::sparse::RowLenWidth;
+use super::{LowerError, Storage};
 use crate::ir::Model;
 use std::fmt::Write as _;
 
@@ -97,29 +98,45 @@ pub(super) fn lib_rs(model: &Model, plan: &Plan, crate_name: &str) -> String {
     d(&mut s, "");
     d(
         &mut s,
-        "| # | node | op | output shape | params | nonzero params | MACs |",
+        "| # | node | op | output shape | params | nonzero params | MACs | weights | flash B |",
     );
-    d(&mut s, "|---:|---|---|---|---:|---:|---:|");
+    d(&mut s, "|---:|---|---|---|---:|---:|---:|---|---:|");
+    let mut executed = 0;
     for (step, ns) in plan.steps.iter().zip(&stats.nodes) {
+        let (storage, bytes) = match &step.kind {
+            StepKind::Dense(dl) => {
+                executed += match dl.storage() {
+                    Storage::Dense => dl.in_len * dl.out_len,
+                    Storage::Sparse => dl.choice.sparse.entries.len(),
+                };
+                (storage_summary(dl), dl.param_bytes().to_string())
+            }
+            StepKind::Relu { .. } => (String::new(), String::new()),
+        };
         d(
             &mut s,
             &format!(
-                "| {} | `{}` | {} | `{:?}` | {} | {} | {} |",
+                "| {} | `{}` | {} | `{:?}` | {} | {} | {} | {} | {} |",
                 step.index,
                 table_cell(&step.name),
                 op_summary(step),
                 ns.output_shape,
                 ns.params_total,
                 ns.params_nonzero,
-                ns.macs
+                ns.macs,
+                storage,
+                bytes
             ),
         );
     }
     d(
         &mut s,
         &format!(
-            "| | **total** | | | {} | {} | {} |",
-            stats.params_total, stats.params_nonzero, stats.macs
+            "| | **total** | | | {} | {} | {} | | {} |",
+            stats.params_total,
+            stats.params_nonzero,
+            stats.macs,
+            plan.weight_bytes()
         ),
     );
     d(&mut s, "");
@@ -127,15 +144,25 @@ pub(super) fn lib_rs(model: &Model, plan: &Plan, crate_name: &str) -> String {
         &mut s,
         &format!(
             "Input shape `{:?}` ({} values), output shape `{:?}` ({} values). MACs count one per \
-             existing (unpruned) connection; the dense kernels execute {} (pruned weights are \
-             stored as zeros). Parameter arrays take {} bytes of flash.",
+             existing (unpruned) connection. A dense layer multiplies every weight, pruned ones \
+             being stored as zeros; a sparse layer (delta CSR, `fully_connected_sparse_s8`) \
+             stores and multiplies only its nonzero weights, plus one zero filler entry per 255 \
+             columns of a longer gap. The kernels execute {} multiply-accumulates in all. \
+             Parameter arrays (weights, folded biases, requantization) take {} bytes of flash.",
             input.shape,
             input.len(),
             output.shape,
             output.len(),
-            stats.macs_dense,
+            executed,
             plan.weight_bytes()
         ),
+    );
+    d(&mut s, "");
+    d(
+        &mut s,
+        "Weight storage is chosen per layer when lowering: sparse when its table is smaller in \
+         flash and estimated no slower on thumbv7em and thumbv6m than the dense kernel, unless \
+         the lowering was told to store every layer one way.",
     );
     d(&mut s, "");
     d(&mut s, "## Input");
@@ -261,8 +288,11 @@ pub(super) fn lib_rs(model: &Model, plan: &Plan, crate_name: &str) -> String {
         (false, false) => {}
     }
     s.push_str("use bonsai_rt::kernels::argmax::argmax_s8;\n");
-    if has_dense {
+    if plan.any_storage(Storage::Dense) {
         s.push_str("use bonsai_rt::kernels::fully_connected::fully_connected_s8;\n");
+    }
+    if plan.any_storage(Storage::Sparse) {
+        s.push_str("use bonsai_rt::kernels::fully_connected_sparse::fully_connected_sparse_s8;\n");
     }
     if has_relu {
         s.push_str("use bonsai_rt::kernels::relu::relu_s8;\n");
@@ -414,17 +444,22 @@ fn emit_step(s: &mut String, step: &Step) {
         StepKind::Dense(d) => {
             writeln!(
                 s,
-                "    // {name}: Dense {} -> {}{}, {} -> {}",
+                "    // {name}: Dense {} -> {}{}, {}, {} -> {}",
                 d.in_len,
                 d.out_len,
                 if d.relu { " + ReLU" } else { "" },
+                storage_summary(d),
                 loc_name(step.src),
                 loc_name(step.dst)
             )
             .unwrap();
+            let kernel = match d.storage() {
+                Storage::Dense => "fully_connected_s8",
+                Storage::Sparse => "fully_connected_sparse_s8",
+            };
             writeln!(
                 s,
-                "    fully_connected_s8(\n        &weights::LAYER{},\n        {},\n        {},\n    );",
+                "    {kernel}(\n        &weights::LAYER{},\n        {},\n        {},\n    );",
                 step.index,
                 read_view(step.src, step.in_len),
                 write_view(step.dst, step.out_len)
@@ -466,11 +501,144 @@ pub(super) fn weights_rs(model: &Model, plan: &Plan) -> String {
     s.push_str(
         "//! Per-layer parameters: int8 weights, folded int32 biases and requantization.\n\n",
     );
-    s.push_str("use bonsai_rt::kernels::fully_connected::FcParams;\n");
+    if plan.any_storage(Storage::Dense) {
+        s.push_str("use bonsai_rt::kernels::fully_connected::FcParams;\n");
+    }
+    if plan.any_storage(Storage::Sparse) {
+        s.push_str(
+            "use bonsai_rt::kernels::fully_connected_sparse::{RowLens, SparseFcParams, SparseMatrix};\n",
+        );
+    }
     for (step, d) in plan.dense_layers() {
-        emit_layer(&mut s, step, d);
+        match d.storage() {
+            Storage::Dense => emit_layer(&mut s, step, d),
+            Storage::Sparse => emit_sparse_layer(&mut s, step, d),
+        }
     }
     s
+}
+
+/// "dense" or "sparse, E entries" (with the fillers among them, if any).
+fn storage_summary(d: &DenseLayer) -> String {
+    match d.storage() {
+        Storage::Dense => "dense".into(),
+        Storage::Sparse => {
+            let sp = &d.choice.sparse;
+            match sp.fillers() {
+                0 => format!("sparse, {} entries", sp.entries.len()),
+                f => format!("sparse, {} entries ({f} fillers)", sp.entries.len()),
+            }
+        }
+    }
+}
+
+/// The per-channel arrays, shared by both storages.
+fn emit_channel_arrays(s: &mut String, n: usize, name: &str, d: &DenseLayer) {
+    let arrays: [(&str, String, &str, String); 3] = [
+        (
+            "FOLDED_BIAS",
+            format!(
+                "`{name}` biases with the input zero point folded in: \
+                 `bias[o] - ({}) * sum_j weights[o][j]`.",
+                d.qin.zero_point
+            ),
+            "i32",
+            array_body(&d.folded_bias, 8, 11),
+        ),
+        (
+            "MULTIPLIER",
+            format!("`{name}` Q31 requantization multipliers, one per output channel."),
+            "i32",
+            array_body(&d.multiplier, 8, 11),
+        ),
+        (
+            "SHIFT",
+            format!("`{name}` requantization shifts (positive = left), one per output channel."),
+            "i32",
+            array_body(&d.shift, 16, 3),
+        ),
+    ];
+    for (suffix, doc, ty, body) in arrays {
+        writeln!(
+            s,
+            "\n/// {doc}\n#[rustfmt::skip]\nstatic LAYER{n}_{suffix}: [{ty}; {}] = [{body}];",
+            d.out_len
+        )
+        .unwrap();
+    }
+}
+
+fn emit_sparse_layer(s: &mut String, step: &Step, d: &DenseLayer) {
+    let n = step.index;
+    let name = doc_text(&step.name);
+    let sp = &d.choice.sparse;
+    let (len_ty, len_variant) = match sp.row_len_width() {
+        RowLenWidth::U8 => ("u8", "U8"),
+        RowLenWidth::U16 => ("u16", "U16"),
+        RowLenWidth::TooLong => unreachable!("plan refuses sparse storage for such rows"),
+    };
+    let total = d.in_len * d.out_len;
+    let percent = if total == 0 {
+        0.0
+    } else {
+        100.0 * sp.nonzeros as f64 / total as f64
+    };
+    writeln!(
+        s,
+        "\n/// Node {n}, `{name}`: Dense {} -> {}{}, sparse: {} nonzero weights of {total} \
+         ({percent:.1} %)\n/// in {} entries ({} fillers), {} bytes instead of {} dense.\n///\n\
+         /// Input scale {:?}, zero point {}; output scale {:?}, zero point {}.\n\
+         pub(crate) static LAYER{n}: SparseFcParams<'static> = SparseFcParams {{\n\
+         \x20   weights: SparseMatrix::new({}, &LAYER{n}_ENTRIES, RowLens::{len_variant}(&LAYER{n}_ROW_LENS)),\n\
+         \x20   folded_bias: &LAYER{n}_FOLDED_BIAS,\n\
+         \x20   multiplier: &LAYER{n}_MULTIPLIER,\n\
+         \x20   shift: &LAYER{n}_SHIFT,\n\
+         \x20   output_offset: {},\n\
+         \x20   act_min: {},\n\
+         \x20   act_max: {},\n\
+         }};",
+        d.in_len,
+        d.out_len,
+        if d.relu { ", fused ReLU" } else { "" },
+        sp.nonzeros,
+        sp.entries.len(),
+        sp.fillers(),
+        d.choice.sparse_bytes,
+        d.choice.dense_bytes,
+        d.qin.scale,
+        d.qin.zero_point,
+        d.qout.scale,
+        d.qout.zero_point,
+        d.in_len,
+        d.output_offset,
+        d.act_min,
+        d.act_max
+    )
+    .unwrap();
+    let entries: Vec<String> = sp
+        .entries
+        .iter()
+        .map(|(w, c)| format!("({w}, {c})"))
+        .collect();
+    writeln!(
+        s,
+        "\n/// `{name}` weights in delta CSR, row by row: `(weight, column step)`, the first step of a\n\
+         /// row being its column and a `(0, 255)` filler bridging each 255 columns of a longer gap\n\
+         /// (format: `bonsai_rt::kernels::fully_connected_sparse`).\n\
+         #[rustfmt::skip]\nstatic LAYER{n}_ENTRIES: [(i8, u8); {}] = [{}];",
+        sp.entries.len(),
+        array_body(&entries, 10, 10)
+    )
+    .unwrap();
+    writeln!(
+        s,
+        "\n/// `{name}` entries per row, one per output channel.\n\
+         #[rustfmt::skip]\nstatic LAYER{n}_ROW_LENS: [{len_ty}; {}] = [{}];",
+        d.out_len,
+        array_body(&sp.row_lens, 16, 5)
+    )
+    .unwrap();
+    emit_channel_arrays(s, n, &name, d);
 }
 
 fn emit_layer(s: &mut String, step: &Step, d: &DenseLayer) {
@@ -501,50 +669,17 @@ fn emit_layer(s: &mut String, step: &Step, d: &DenseLayer) {
         d.act_max
     )
     .unwrap();
-    let arrays: [(&str, String, &str, String); 4] = [
-        (
-            "WEIGHTS",
-            format!(
-                "`{name}` weights, row-major `[{}][{}]`, int8 symmetric per output channel.",
-                d.out_len, d.in_len
-            ),
-            "i8",
-            array_body(&d.weights, 32, 4),
-        ),
-        (
-            "FOLDED_BIAS",
-            format!(
-                "`{name}` biases with the input zero point folded in: \
-                 `bias[o] - ({}) * sum_j weights[o][j]`.",
-                d.qin.zero_point
-            ),
-            "i32",
-            array_body(&d.folded_bias, 8, 11),
-        ),
-        (
-            "MULTIPLIER",
-            format!("`{name}` Q31 requantization multipliers, one per output channel."),
-            "i32",
-            array_body(&d.multiplier, 8, 11),
-        ),
-        (
-            "SHIFT",
-            format!("`{name}` requantization shifts (positive = left), one per output channel."),
-            "i32",
-            array_body(&d.shift, 16, 3),
-        ),
-    ];
-    for (suffix, doc, ty, body) in arrays {
-        let len = match suffix {
-            "WEIGHTS" => d.weights.len(),
-            _ => d.out_len,
-        };
-        writeln!(
-            s,
-            "\n/// {doc}\n#[rustfmt::skip]\nstatic LAYER{n}_{suffix}: [{ty}; {len}] = [{body}];"
-        )
-        .unwrap();
-    }
+    writeln!(
+        s,
+        "\n/// `{name}` weights, row-major `[{}][{}]`, int8 symmetric per output channel.\n\
+         #[rustfmt::skip]\nstatic LAYER{n}_WEIGHTS: [i8; {}] = [{}];",
+        d.out_len,
+        d.in_len,
+        d.weights.len(),
+        array_body(&d.weights, 32, 4)
+    )
+    .unwrap();
+    emit_channel_arrays(s, n, &name, d);
 }
 
 /// `values` as array elements, `per_line` to a line, each right-aligned to `width`.

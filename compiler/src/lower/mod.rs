@@ -22,11 +22,18 @@
 //! For now only chains are supported (each node reads the previous node's output): Dense with a
 //! fused activation, and standalone Relu (in place). Activations ping-pong between two arena
 //! regions; a real memory planner (issue #4) will handle DAGs and shrink the arena.
+//!
+//! Each Dense layer stores its weights densely (`fully_connected_s8`) or, when pruning left few
+//! enough of them, in delta CSR (`fully_connected_sparse_s8`): [`LowerOptions::storage`] chooses,
+//! by default per layer from flash bytes and instruction estimates (`sparse.rs` documents the
+//! format, the measured constants and the rule), and [`LoweredCrate::layers`] records the outcome.
 
 mod emit;
 mod plan;
+mod sparse;
 mod write;
 
+pub use sparse::{CostModel, Insns, THUMBV6M, THUMBV7EM};
 pub use write::{relative_path, write_crate};
 
 use crate::ir::{IrError, Model};
@@ -39,6 +46,8 @@ pub struct LowerOptions {
     pub crate_name: String,
     /// Absolute path of the `bonsai-rt` crate (`runtime-no-std/`).
     pub runtime_path: PathBuf,
+    /// How Dense layers store their weights (default: [`StoragePolicy::Auto`]).
+    pub storage: StoragePolicy,
 }
 
 impl Default for LowerOptions {
@@ -46,8 +55,68 @@ impl Default for LowerOptions {
         LowerOptions {
             crate_name: "bonsai-model".into(),
             runtime_path: default_runtime_path(),
+            storage: StoragePolicy::Auto,
         }
     }
+}
+
+/// How [`lower`] stores the weights of Dense layers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum StoragePolicy {
+    /// Per layer, sparse (delta CSR, `fully_connected_sparse_s8`) when that is smaller in flash
+    /// and estimated no slower on thumbv7em and thumbv6m, else dense. The estimates and their
+    /// measured constants are documented in `lower/sparse.rs` ([`THUMBV7EM`], [`THUMBV6M`]).
+    #[default]
+    Auto,
+    /// Every layer dense (`fully_connected_s8`, pruned weights stored as zeros).
+    Dense,
+    /// Every layer sparse (an error for a layer with a row of more than 65535 entries).
+    Sparse,
+}
+
+/// How one Dense layer's weights are stored in the generated crate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Storage {
+    /// Row-major `[out][in]` int8, zeros included.
+    Dense,
+    /// Delta CSR: `(weight, column step)` entries plus per-row counts.
+    Sparse,
+}
+
+impl Storage {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Storage::Dense => "dense",
+            Storage::Sparse => "sparse",
+        }
+    }
+}
+
+/// What [`lower`] did with one Dense layer, and the figures it decided on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LayerInfo {
+    /// Index in `Model::nodes` (the generated statics are `LAYER<index>`).
+    pub index: usize,
+    pub name: String,
+    pub in_len: usize,
+    pub out_len: usize,
+    /// The storage chosen (or forced by [`LowerOptions::storage`]).
+    pub storage: Storage,
+    /// Nonzero int8 weights (pruned weights are exactly zero; a weight can also quantize to 0).
+    pub nonzeros: usize,
+    /// Entries of the sparse encoding: the nonzeros plus the filler entries that bridge gaps of
+    /// more than 255 columns.
+    pub sparse_entries: usize,
+    /// Flash of the weight table stored densely (`in · out`) and sparsely (`2 · entries` plus
+    /// one `u8` or `u16` count per row); the per-channel arrays are the same for both.
+    pub dense_weight_bytes: usize,
+    pub sparse_weight_bytes: usize,
+    /// Flash of all this layer's parameter arrays as generated: the chosen weight table plus
+    /// folded biases, multipliers and shifts (12 bytes per output channel).
+    pub weight_bytes: usize,
+    /// Estimated instructions per inference of each kernel.
+    pub dense_insns: Insns,
+    pub sparse_insns: Insns,
 }
 
 /// The `runtime-no-std/` directory of this source tree, canonicalized (left as is if it does not
@@ -66,9 +135,11 @@ pub struct LoweredCrate {
     pub files: Vec<(PathBuf, String)>,
     /// The generated `ARENA_BYTES`.
     pub arena_bytes: usize,
-    /// Flash taken by the parameter arrays (int8 weights; int32 folded biases, multipliers and
-    /// shifts), excluding the small per-layer `FcParams` descriptors.
+    /// Flash taken by the parameter arrays (int8 weights, dense or sparse; int32 folded biases,
+    /// multipliers and shifts), excluding the small per-layer `FcParams` descriptors.
     pub weight_bytes: usize,
+    /// One entry per Dense layer, in model order: storage chosen, nonzeros, bytes, estimates.
+    pub layers: Vec<LayerInfo>,
     /// Absolute path of `bonsai-rt` the crate depends on (from [`LowerOptions::runtime_path`]).
     pub runtime_path: PathBuf,
 }
@@ -140,7 +211,7 @@ pub fn lower(model: &Model, opts: &LowerOptions) -> Result<LoweredCrate, LowerEr
             msg: "the runtime path is not valid UTF-8".into(),
         })?
         .to_string();
-    let plan = plan::plan(model)?;
+    let plan = plan::plan(model, opts.storage)?;
     let mut files = vec![
         (
             PathBuf::from("Cargo.toml"),
@@ -162,6 +233,7 @@ pub fn lower(model: &Model, opts: &LowerOptions) -> Result<LoweredCrate, LowerEr
         files,
         arena_bytes: plan.arena_bytes(),
         weight_bytes: plan.weight_bytes(),
+        layers: plan.layer_infos(),
         runtime_path: opts.runtime_path.clone(),
     })
 }

@@ -1,7 +1,8 @@
 //! Checks that a model can be lowered, places every tensor (input, output, or one of two arena
 //! regions) and computes the integer parameters the generated code stores.
 
-use super::LowerError;
+use super::sparse::{self, Choice};
+use super::{LayerInfo, LowerError, Storage, StoragePolicy};
 use crate::ir::{ActQuant, Activation, Dense, Model, Op};
 use crate::quant::{dense_requant, ActRange};
 
@@ -35,6 +36,29 @@ pub(super) struct DenseLayer {
     pub act_max: i8,
     pub qin: ActQuant,
     pub qout: ActQuant,
+    /// The storage chosen for `weights`, its sparse encoding and the figures behind the choice
+    /// (boxed: it is large next to the other step kinds).
+    pub choice: Box<Choice>,
+}
+
+impl DenseLayer {
+    pub fn storage(&self) -> Storage {
+        self.choice.storage
+    }
+
+    /// Flash of the weight table in the chosen storage.
+    pub fn stored_weight_bytes(&self) -> usize {
+        match self.storage() {
+            Storage::Dense => self.choice.dense_bytes,
+            Storage::Sparse => self.choice.sparse_bytes,
+        }
+    }
+
+    /// Flash of all parameter arrays as generated.
+    pub fn param_bytes(&self) -> usize {
+        self.stored_weight_bytes()
+            + 4 * (self.folded_bias.len() + self.multiplier.len() + self.shift.len())
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -74,11 +98,30 @@ impl Plan {
     }
 
     pub fn weight_bytes(&self) -> usize {
+        self.dense_layers().map(|(_, d)| d.param_bytes()).sum()
+    }
+
+    pub fn layer_infos(&self) -> Vec<LayerInfo> {
         self.dense_layers()
-            .map(|(_, d)| {
-                d.weights.len() + 4 * (d.folded_bias.len() + d.multiplier.len() + d.shift.len())
+            .map(|(step, d)| LayerInfo {
+                index: step.index,
+                name: step.name.clone(),
+                in_len: d.in_len,
+                out_len: d.out_len,
+                storage: d.storage(),
+                nonzeros: d.choice.sparse.nonzeros,
+                sparse_entries: d.choice.sparse.entries.len(),
+                dense_weight_bytes: d.choice.dense_bytes,
+                sparse_weight_bytes: d.choice.sparse_bytes,
+                weight_bytes: d.param_bytes(),
+                dense_insns: d.choice.dense_insns,
+                sparse_insns: d.choice.sparse_insns,
             })
-            .sum()
+            .collect()
+    }
+
+    pub fn any_storage(&self, storage: Storage) -> bool {
+        self.dense_layers().any(|(_, d)| d.storage() == storage)
     }
 
     pub fn dense_layers(&self) -> impl Iterator<Item = (&Step, &DenseLayer)> {
@@ -89,8 +132,9 @@ impl Plan {
     }
 }
 
-/// Validates `model`, checks that it is a quantized chain of supported ops, and places tensors.
-pub(super) fn plan(model: &Model) -> Result<Plan, LowerError> {
+/// Validates `model`, checks that it is a quantized chain of supported ops, places tensors and
+/// chooses each Dense layer's weight storage under `storage`.
+pub(super) fn plan(model: &Model, storage: StoragePolicy) -> Result<Plan, LowerError> {
     model.validate()?;
     check_chain(model)?;
     check_quantized(model)?;
@@ -123,7 +167,8 @@ pub(super) fn plan(model: &Model) -> Result<Plan, LowerError> {
                         Loc::Output => unreachable!("a Dense node reads the output buffer"),
                     }
                 };
-                (StepKind::Dense(dense_layer(&node.name, d, qin, qout)?), dst)
+                let layer = dense_layer(&node.name, d, qin, qout, storage)?;
+                (StepKind::Dense(layer), dst)
             }
             Op::Relu => {
                 if qin != qout {
@@ -276,6 +321,7 @@ fn dense_layer(
     d: &Dense,
     qin: ActQuant,
     qout: ActQuant,
+    storage: StoragePolicy,
 ) -> Result<DenseLayer, LowerError> {
     let q = d.quant.as_ref().expect("checked");
     let n_in = d.in_features;
@@ -322,6 +368,7 @@ fn dense_layer(
         }
         folded_bias.push(folded32);
     }
+    let choice = sparse::choose(name, &q.weight_q, n_in, d.out_features, storage)?;
     Ok(DenseLayer {
         in_len: n_in,
         out_len: d.out_features,
@@ -335,5 +382,6 @@ fn dense_layer(
         act_max: range.max,
         qin,
         qout,
+        choice: Box::new(choice),
     })
 }

@@ -253,7 +253,7 @@ fn tiny_crate_layout_and_contents() {
 #[test]
 fn folded_bias_and_requant_match_the_formulas() {
     let m = tiny();
-    let p = plan::plan(&m).unwrap();
+    let p = plan::plan(&m, StoragePolicy::Auto).unwrap();
     for (step, d) in p.dense_layers() {
         let node = &m.nodes[step.index];
         let Op::Dense(dense) = &node.op else { panic!() };
@@ -296,7 +296,7 @@ fn arena_plan_ping_pongs_and_writes_output_directly() {
         ],
         1,
     ));
-    let p = plan::plan(&m).unwrap();
+    let p = plan::plan(&m, StoragePolicy::Auto).unwrap();
     let locs: Vec<_> = p.steps.iter().map(|s| (s.src, s.dst)).collect();
     assert_eq!(
         locs,
@@ -659,7 +659,11 @@ fn cargo_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> String {
 struct Check {
     /// `cargo build`, `cargo test --doc` and `cargo doc` (warnings denied) of the model crate.
     host_build: bool,
+    /// [`LowerOptions::storage`] for the generated crate.
+    storage: StoragePolicy,
 }
+
+const AUTO: StoragePolicy = StoragePolicy::Auto;
 
 /// Lowers `m`, writes it (replacing the previous run's crate), checks it with clippy, builds it for thumbv6m (checking that `infer`
 /// and `predict` contain no panic path), and runs it through a throwaway harness against
@@ -669,7 +673,11 @@ fn end_to_end(case: &str, m: &Model, check: Check) -> String {
     // path is a new package to cargo, and every run would leave megabytes of artifacts behind.
     let dir = workspace_root().join("target/lower-test/crates").join(case);
     std::fs::create_dir_all(&dir).unwrap();
-    let lowered = lower(m, &LowerOptions::default()).unwrap();
+    let opts = LowerOptions {
+        storage: check.storage,
+        ..LowerOptions::default()
+    };
+    let lowered = lower(m, &opts).unwrap();
     let model_dir = dir.join("model");
     write_crate(&lowered, &model_dir).unwrap();
 
@@ -802,6 +810,7 @@ fn check_no_panic(asm: &str, name: &str) {
         .collect();
     let allowed = [
         "fully_connected_s8",
+        "fully_connected_sparse_s8",
         "relu_s8",
         "as_i8",
         "argmax_s8",
@@ -837,7 +846,14 @@ fn tiny_mlp_builds_lints_and_matches_the_integer_reference() {
     // Names that need escaping in Rust, TOML and Markdown.
     m.name = "tiny \"q\" \\ `mlp` | x".into();
     m.class_names = vec!["a \"quoted\" | pipe".into(), "b\\nl\n€".into()];
-    end_to_end("tiny", &m, Check { host_build: true });
+    end_to_end(
+        "tiny",
+        &m,
+        Check {
+            host_build: true,
+            storage: AUTO,
+        },
+    );
 }
 
 #[test]
@@ -853,7 +869,14 @@ fn three_layers_with_a_standalone_relu() {
         ],
         11,
     ));
-    let lib = end_to_end("three", &m, Check { host_build: false });
+    let lib = end_to_end(
+        "three",
+        &m,
+        Check {
+            host_build: false,
+            storage: AUTO,
+        },
+    );
     assert!(lib.contains("relu_s8(as_i8_mut(&mut a[..8]), "), "{lib}");
     assert!(lib.contains("pub const ARENA_BYTES: usize = REGION_A_BYTES + REGION_B_BYTES;"));
 }
@@ -871,7 +894,14 @@ fn last_op_relu_applies_in_place_on_output() {
         ],
         12,
     ));
-    let lib = end_to_end("tail", &m, Check { host_build: false });
+    let lib = end_to_end(
+        "tail",
+        &m,
+        Check {
+            host_build: false,
+            storage: AUTO,
+        },
+    );
     assert!(lib.contains("relu_s8(output, "), "{lib}");
     assert!(lib.contains("        output,\n    );"), "{lib}");
 }
@@ -890,7 +920,14 @@ fn first_op_relu_and_long_ping_pong() {
         ],
         13,
     ));
-    let lib = end_to_end("pingpong", &m, Check { host_build: false });
+    let lib = end_to_end(
+        "pingpong",
+        &m,
+        Check {
+            host_build: false,
+            storage: AUTO,
+        },
+    );
     assert!(
         lib.contains("as_i8_mut(&mut a[..6]).copy_from_slice(input);"),
         "{lib}"
@@ -900,12 +937,378 @@ fn first_op_relu_and_long_ping_pong() {
 #[test]
 fn single_layer_and_relu_only_models_need_no_arena() {
     let m = quantized(&chain("single", 5, &[L::Dense(3, Activation::Relu)], 14));
-    let lib = end_to_end("single", &m, Check { host_build: false });
+    let lib = end_to_end(
+        "single",
+        &m,
+        Check {
+            host_build: false,
+            storage: AUTO,
+        },
+    );
     assert!(lib.contains("pub const ARENA_BYTES: usize = 0;"), "{lib}");
 
     let mut m = quantized(&chain("relus", 5, &[L::Relu], 15));
     m.class_names = vec![];
-    let lib = end_to_end("relus", &m, Check { host_build: false });
+    let lib = end_to_end(
+        "relus",
+        &m,
+        Check {
+            host_build: false,
+            storage: AUTO,
+        },
+    );
     assert!(lib.contains("*output = *input;"), "{lib}");
     assert!(!lib.contains("mod weights"), "{lib}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sparse storage
+
+use super::sparse::{self as sp, RowLenWidth, SparseWeights};
+
+/// Redefines Dense node `node` of float model `m`: connection `(o, j)` keeps weight `w` when
+/// `f(o, j)` is `Some(w)` and is pruned (mask off, weight exactly 0) when it is `None`.
+fn set_connections(m: &mut Model, node: usize, mut f: impl FnMut(usize, usize) -> Option<f32>) {
+    let Op::Dense(d) = &mut m.nodes[node].op else {
+        panic!("node {node} is not Dense")
+    };
+    let n_in = d.in_features;
+    for i in 0..d.weight.len() {
+        let w = f(i / n_in, i % n_in);
+        d.mask.set(i, w.is_some());
+        d.weight[i] = w.unwrap_or(0.0);
+    }
+}
+
+/// 600 → 64 → 32 → 10 at about 10 % density, with rows that stress the sparse format:
+///
+/// * layer 0 (600 inputs): empty rows; rows whose only nonzeros are 587 columns apart (two
+///   fillers) or whose single nonzero is column 599 (two fillers before the first entry); a row
+///   with nonzeros at columns 0, 255 and 511 (steps 0, 255 and 256: exactly one filler); two
+///   full rows (600 entries, so row lengths need u16);
+/// * layer 1: every 8th row empty, the rest random;
+/// * layer 2: random at 10 %, or every connection when `dense_head` (Auto then keeps it dense).
+fn sparse_model(name: &str, dense_head: bool) -> Model {
+    let mut m = chain(
+        name,
+        600,
+        &[
+            L::Dense(64, Activation::Relu),
+            L::Dense(32, Activation::Relu),
+            L::Dense(10, Activation::None),
+        ],
+        21,
+    );
+    let mut rng = Lcg(77);
+    let mut random = move |p: f32| {
+        let keep = rng.next() * 0.5 + 0.5 < p;
+        let w = rng.next();
+        keep.then_some(if w.abs() < 0.05 { 0.5 } else { w })
+    };
+    set_connections(&mut m, 0, |o, j| match o % 9 {
+        _ if o == 5 || o == 50 => Some(if j % 2 == 0 { 0.3 } else { -0.2 }),
+        0 => None,
+        1 => [3, 590].contains(&j).then_some(0.8),
+        2 => (j == 599).then_some(-0.9),
+        3 => [0, 255, 511].contains(&j).then_some(0.6),
+        _ => random(0.1),
+    });
+    set_connections(
+        &mut m,
+        1,
+        |o, _| if o % 8 == 0 { None } else { random(0.1) },
+    );
+    set_connections(&mut m, 2, |_, _| {
+        if dense_head {
+            Some(random(1.0).unwrap_or(0.5))
+        } else {
+            random(0.1)
+        }
+    });
+    m.validate().unwrap();
+    m
+}
+
+/// Row-major weights with a fraction `density` of nonzeros, values in ±1..=127.
+fn random_weights(in_len: usize, out_len: usize, density: f32, seed: u64) -> Vec<i8> {
+    let mut rng = Lcg(seed);
+    (0..in_len * out_len)
+        .map(|_| {
+            let keep = rng.next() * 0.5 + 0.5 < density;
+            let w = (rng.next() * 127.0) as i8;
+            if keep {
+                if w == 0 {
+                    1
+                } else {
+                    w
+                }
+            } else {
+                0
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn sparse_encoding_of_gaps_and_row_starts() {
+    // One row per case, 600 columns: nonzeros at the given columns.
+    type Case = (&'static [usize], &'static [(i8, u8)]);
+    let cases: [Case; 7] = [
+        (&[], &[]),
+        (&[0], &[(1, 0)]),
+        (&[255], &[(1, 255)]),
+        (&[256], &[(0, 255), (1, 1)]),
+        (&[599], &[(0, 255), (0, 255), (1, 89)]),
+        (&[0, 255, 511], &[(1, 0), (1, 255), (0, 255), (1, 1)]),
+        (&[2, 3, 590], &[(1, 2), (1, 1), (0, 255), (0, 255), (1, 77)]),
+    ];
+    for (cols, expected) in cases {
+        let mut row = vec![0i8; 600];
+        for &c in cols {
+            row[c] = 1;
+        }
+        let e = SparseWeights::encode(&row, 600, 1);
+        assert_eq!(e.entries, expected, "{cols:?}");
+        assert_eq!(e.row_lens, [expected.len()]);
+        assert_eq!(e.nonzeros, cols.len());
+        assert_eq!(e.fillers(), expected.len() - cols.len());
+        assert_eq!(e.decode(600), row);
+        assert_eq!(e.bytes(), 2 * expected.len() + 1);
+    }
+    // No inputs at all.
+    let e = SparseWeights::encode(&[], 0, 3);
+    assert_eq!((e.entries.len(), e.row_lens.clone()), (0, vec![0, 0, 0]));
+}
+
+#[test]
+fn sparse_encoding_round_trips_and_picks_the_row_length_width() {
+    for (in_len, out_len, density, seed) in [
+        (784, 300, 0.02, 1),
+        (784, 30, 0.3, 2),
+        (1000, 7, 0.005, 3),
+        (5, 4, 0.5, 4),
+    ] {
+        let w = random_weights(in_len, out_len, density, seed);
+        let e = SparseWeights::encode(&w, in_len, out_len);
+        assert_eq!(e.decode(in_len), w);
+        assert_eq!(e.nonzeros, w.iter().filter(|&&x| x != 0).count());
+        assert!(e.entries.iter().all(|&(w, d)| w != 0 || d == 255));
+    }
+    // 255 entries fit u8 counts, 256 need u16.
+    let e = SparseWeights::encode(&vec![3i8; 255], 255, 1);
+    assert_eq!(
+        (e.row_len_width(), e.bytes()),
+        (RowLenWidth::U8, 2 * 255 + 1)
+    );
+    let e = SparseWeights::encode(&vec![3i8; 512], 256, 2);
+    assert_eq!(
+        (e.row_len_width(), e.bytes()),
+        (RowLenWidth::U16, 2 * 512 + 4)
+    );
+}
+
+/// Bytes per nonzero of a 784 × 300 layer, against the information-theoretic floor
+/// (1 B + H(p)/p bits) and TFLM's 1 B + 1 bit per element.
+#[test]
+fn bytes_per_nonzero_of_a_784_by_300_layer() {
+    for (density, max_bytes_per_nz) in [(0.02, 2.1), (0.05, 2.05), (0.10, 2.03)] {
+        let w = random_weights(784, 300, density, 5);
+        let e = SparseWeights::encode(&w, 784, 300);
+        let per_nz = e.bytes() as f64 / e.nonzeros as f64;
+        let p = e.nonzeros as f64 / w.len() as f64;
+        let h = -(p * p.log2() + (1.0 - p) * (1.0 - p).log2());
+        let floor = 1.0 + h / p / 8.0;
+        let tflm = 1.0 + 1.0 / p / 8.0;
+        eprintln!(
+            "784x300 at {:.1} %: {} nonzeros, {} fillers, {} B = {per_nz:.3} B/nonzero \
+             (floor {floor:.3}, TFLM {tflm:.3}, dense {:.3})",
+            100.0 * p,
+            e.nonzeros,
+            e.fillers(),
+            e.bytes(),
+            1.0 / p
+        );
+        assert!(per_nz < max_bytes_per_nz, "{per_nz}");
+        assert!(per_nz > floor);
+    }
+}
+
+#[test]
+fn auto_storage_follows_flash_and_the_instruction_estimates() {
+    let mut picked = vec![];
+    for density in [0.0, 0.02, 0.05, 0.1, 0.3, 0.45, 0.55, 0.7, 1.0] {
+        let w = random_weights(784, 300, density, 6);
+        let c = sp::choose("fc", &w, 784, 300, AUTO).unwrap();
+        let faster = sp::TARGETS
+            .iter()
+            .all(|t| t.sparse_insns(c.sparse.entries.len(), 300) <= t.dense_insns(784, 300));
+        let expected = if c.sparse_bytes < c.dense_bytes && faster {
+            Storage::Sparse
+        } else {
+            Storage::Dense
+        };
+        assert_eq!(c.storage, expected, "density {density}");
+        assert_eq!(c.dense_insns.thumbv7em, THUMBV7EM.dense_insns(784, 300));
+        assert_eq!(
+            c.sparse_insns.thumbv6m,
+            THUMBV6M.sparse_insns(c.sparse.entries.len(), 300)
+        );
+        picked.push(c.storage);
+        // Forcing overrides the estimates.
+        for (policy, storage) in [
+            (StoragePolicy::Dense, Storage::Dense),
+            (StoragePolicy::Sparse, Storage::Sparse),
+        ] {
+            assert_eq!(
+                sp::choose("fc", &w, 784, 300, policy).unwrap().storage,
+                storage
+            );
+        }
+    }
+    use Storage::{Dense as D, Sparse as S};
+    assert_eq!(picked, [S, S, S, S, S, S, D, D, D]);
+    // A tiny half-dense layer: 2 bytes per entry plus a count per row is no smaller than the
+    // dense table, so it stays dense.
+    let w = random_weights(4, 3, 0.5, 7);
+    let c = sp::choose("fc", &w, 4, 3, AUTO).unwrap();
+    assert!(c.sparse_bytes >= c.dense_bytes, "{c:?}");
+    assert_eq!(c.storage, Storage::Dense);
+}
+
+#[test]
+fn layer_infos_record_the_choice_and_add_up() {
+    let m = quantized(&sparse_model("infos", true));
+    let c = lower(&m, &LowerOptions::default()).unwrap();
+    let storages: Vec<Storage> = c.layers.iter().map(|l| l.storage).collect();
+    assert_eq!(
+        storages,
+        [Storage::Sparse, Storage::Sparse, Storage::Dense],
+        "{:#?}",
+        c.layers
+    );
+    assert_eq!(
+        c.weight_bytes,
+        c.layers.iter().map(|l| l.weight_bytes).sum::<usize>()
+    );
+    for (l, node) in c.layers.iter().zip([0, 1, 2]) {
+        let Op::Dense(d) = &m.nodes[node].op else {
+            panic!()
+        };
+        let q = d.quant.as_ref().unwrap();
+        assert_eq!(
+            (l.index, l.name.as_str()),
+            (node, m.nodes[node].name.as_str())
+        );
+        assert_eq!((l.in_len, l.out_len), (d.in_features, d.out_features));
+        assert_eq!(l.nonzeros, q.weight_q.iter().filter(|&&w| w != 0).count());
+        assert_eq!(l.dense_weight_bytes, q.weight_q.len());
+        let stored = match l.storage {
+            Storage::Dense => l.dense_weight_bytes,
+            Storage::Sparse => l.sparse_weight_bytes,
+        };
+        assert_eq!(l.weight_bytes, stored + 12 * l.out_len);
+    }
+    // Layer 0 needs fillers (long gaps) and u16 row lengths (two full rows).
+    let l0 = &c.layers[0];
+    assert!(l0.sparse_entries >= l0.nonzeros + 8, "{l0:?}");
+    assert_eq!(
+        l0.sparse_weight_bytes,
+        2 * l0.sparse_entries + 2 * l0.out_len
+    );
+    let w = file(&c, "src/weights.rs");
+    assert!(w.contains(
+        "weights: SparseMatrix::new(600, &LAYER0_ENTRIES, RowLens::U16(&LAYER0_ROW_LENS)),"
+    ));
+    assert!(w.contains("static LAYER0_ROW_LENS: [u16; 64] = ["));
+    assert!(w.contains("RowLens::U8(&LAYER1_ROW_LENS)"));
+    assert!(w.contains(&format!(
+        "static LAYER0_ENTRIES: [(i8, u8); {}] = [",
+        l0.sparse_entries
+    )));
+    assert!(w.contains("pub(crate) static LAYER2: FcParams<'static> = FcParams {"));
+    assert!(w.contains("static LAYER2_WEIGHTS: [i8; 320] = ["));
+    let lib = file(&c, "src/lib.rs");
+    assert!(
+        lib.contains(&format!(
+            "| sparse, {} entries ({} fillers) | {} |",
+            l0.sparse_entries,
+            l0.sparse_entries - l0.nonzeros,
+            l0.weight_bytes
+        )),
+        "{lib}"
+    );
+    assert!(lib.contains(&format!("| dense | {} |", c.layers[2].weight_bytes)));
+
+    // Forced dense: the same model with every table dense, as before sparse storage existed.
+    let opts = LowerOptions {
+        storage: StoragePolicy::Dense,
+        ..LowerOptions::default()
+    };
+    let dense = lower(&m, &opts).unwrap();
+    assert!(dense.layers.iter().all(|l| l.storage == Storage::Dense));
+    assert_eq!(
+        dense.weight_bytes,
+        600 * 64 + 64 * 32 + 32 * 10 + 12 * (64 + 32 + 10)
+    );
+    assert!(!file(&dense, "src/lib.rs").contains("    fully_connected_sparse_s8("));
+    assert!(!file(&dense, "src/lib.rs").contains("use bonsai_rt::kernels::fully_connected_sparse"));
+    assert!(!file(&dense, "src/weights.rs").contains("Sparse"));
+}
+
+#[test]
+fn high_density_models_stay_dense_under_auto() {
+    // `chain` keeps 80 % of the connections.
+    let m = quantized(&chain(
+        "dense80",
+        100,
+        &[
+            L::Dense(30, Activation::Relu),
+            L::Dense(10, Activation::None),
+        ],
+        8,
+    ));
+    let c = lower(&m, &LowerOptions::default()).unwrap();
+    assert!(c.layers.iter().all(|l| l.storage == Storage::Dense));
+    assert!(c
+        .layers
+        .iter()
+        .all(|l| l.sparse_weight_bytes > l.dense_weight_bytes));
+}
+
+#[test]
+fn sparse_model_forced_sparse_matches_the_integer_reference() {
+    let m = quantized(&sparse_model("sparse", false));
+    let lib = end_to_end(
+        "sparse",
+        &m,
+        Check {
+            host_build: true,
+            storage: StoragePolicy::Sparse,
+        },
+    );
+    assert_eq!(
+        lib.matches("    fully_connected_sparse_s8(").count(),
+        3,
+        "{lib}"
+    );
+    assert!(!lib.contains("fully_connected_s8"), "{lib}");
+}
+
+#[test]
+fn sparse_model_auto_mixes_sparse_and_dense_layers() {
+    let m = quantized(&sparse_model("mixed", true));
+    let lib = end_to_end(
+        "mixed",
+        &m,
+        Check {
+            host_build: false,
+            storage: AUTO,
+        },
+    );
+    assert_eq!(
+        lib.matches("    fully_connected_sparse_s8(").count(),
+        2,
+        "{lib}"
+    );
+    assert_eq!(lib.matches("    fully_connected_s8(").count(), 1, "{lib}");
 }

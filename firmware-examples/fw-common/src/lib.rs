@@ -5,8 +5,13 @@
 //! with a status code. The line protocol (parsed by `xtask/src/qemu.rs`):
 //!
 //! ```text
+//! TICKS_BASE <ticks> <h>     once, first: the SysTick measurement around a one-instruction function
+//!                            (calibration of the measurement's own cost) and h = instructions that
+//!                            one SysTick wrap interrupt adds ([`SYSTICK_HANDLER_INSNS`])
 //! OUT <index> <hex>          one per vector; <hex> = two lowercase hex digits per output byte
 //!                            (the i8 as two's complement), no separators
+//! TICKS <index> <ticks> <w>  after each OUT: SysTick ticks elapsed across the `infer` call, and w =
+//!                            SysTick wrap interrupts taken meanwhile
 //! STACK_INFER <bytes>        deepest stack use below the `infer` call site (see below)
 //! STACK_PEAK <bytes>         deepest stack use of the whole program, from the top of RAM
 //! DONE <n>                   n = number of vectors run
@@ -23,9 +28,22 @@
 //! path). `STACK_INFER` is measured from the stack pointer just before the `infer` call, so it is
 //! `max(infer's own depth, the print path's depth)`; the print path is shallow (its line buffer sits
 //! in [`run_vectors`]' frame, above the call site).
+//!
+//! A call to `infer` that runs longer than 2^24 SysTick ticks takes SysTick wrap interrupts (see
+//! [`measure`]); if one lands where the stack is deepest, its exception frame (32 bytes, plus
+//! alignment) shows in both stack figures. Shorter calls take none.
+//!
+//! Instruction counting: see [`measure`]. Always on: the `TICKS*` lines are printed whenever there
+//! is a SysTick (QEMU models one on every Cortex-M machine), but they only mean *instructions* when
+//! QEMU runs with `-icount shift=N`: virtual time then advances exactly 2^N ns per executed
+//! instruction, and SysTick counts virtual time. Without `-icount` they are real-time noise. The
+//! firmware cannot know N or the SysTick clock; the host (`xtask/src/qemu.rs`) converts. Without a
+//! SysTick (optional on ARMv6-M), no `TICKS*` line is printed.
 #![no_std]
 
-use core::ptr::{addr_of, read_volatile};
+use core::arch::{asm, global_asm};
+use core::ptr::{addr_of, read_volatile, write_volatile};
+use core::sync::atomic::AtomicU32;
 
 use cortex_m_rt::{exception, ExceptionFrame};
 use cortex_m_semihosting::hio::{self, HostStream};
@@ -137,6 +155,33 @@ impl Console {
         self.bytes(digits.get(digits.len() - n..).unwrap_or(&[]))
     }
 
+    /// Decimal of a `u64`, with 32-bit divisions only (a `u64 % 10` would pull in
+    /// `__aeabi_uldivmod`): long division by 10 over 16-bit chunks.
+    pub fn dec64(&mut self, v: u64) -> &mut Self {
+        let mut chunks = [
+            (v >> 48) as u32,
+            (v >> 32) as u32 & 0xffff,
+            (v >> 16) as u32 & 0xffff,
+            v as u32 & 0xffff,
+        ];
+        let mut digits = [0u8; 20];
+        let mut n = 0;
+        for slot in digits.iter_mut().rev() {
+            let mut rem = 0u32;
+            for c in chunks.iter_mut() {
+                let cur = (rem << 16) | *c;
+                *c = cur / 10;
+                rem = cur % 10;
+            }
+            *slot = b'0' + rem as u8;
+            n += 1;
+            if chunks.iter().all(|&c| c == 0) {
+                break;
+            }
+        }
+        self.bytes(digits.get(digits.len() - n..).unwrap_or(&[]))
+    }
+
     /// Two lowercase hex digits per byte, no separators.
     pub fn hex(&mut self, bytes: &[u8]) -> &mut Self {
         const DIGITS: &[u8; 16] = b"0123456789abcdef";
@@ -201,6 +246,189 @@ pub fn stack_peak() -> usize {
     stack_top() - stack_low_water()
 }
 
+// ---------------------------------------------------------------------------------------------
+// Instruction counting with SysTick.
+
+const SYST_CSR: *mut u32 = 0xE000_E010 as *mut u32;
+const SYST_RVR: *mut u32 = 0xE000_E014 as *mut u32;
+const SYST_CVR: *mut u32 = 0xE000_E018 as *mut u32;
+const SCB_ICSR: *mut u32 = 0xE000_ED04 as *mut u32;
+/// ICSR bit: the SysTick exception is pending (has fired but its handler has not run yet).
+const ICSR_PENDSTSET: u32 = 1 << 26;
+
+/// SysTick reload value: the full 24 bits, so the counter wraps every 2^24 ticks.
+pub const SYSTICK_RELOAD: u32 = 0x00FF_FFFF;
+
+/// Instructions that one run of the SysTick handler executes (the five of `global_asm!` below,
+/// `bx lr` included). Exception entry and return execute no instruction of their own, so under
+/// `-icount` a wrap adds exactly this many instructions to whatever region it interrupts; the
+/// host subtracts `wraps × this`. Printed on the `TICKS_BASE` line.
+pub const SYSTICK_HANDLER_INSNS: u32 = 5;
+
+/// Number of SysTick wraps since [`systick_start`]: incremented by the SysTick handler only.
+static SYSTICK_WRAPS: AtomicU32 = AtomicU32::new(0);
+
+// The SysTick handler, in assembly so that its instruction count is fixed on every target
+// (cortex-m-rt's vector table takes the strong `SysTick` symbol over its `DefaultHandler`).
+// It executes exactly SYSTICK_HANDLER_INSNS = 5 instructions; Thumb-1, so it also runs on ARMv6-M.
+global_asm!(
+    ".section .text.SysTick,\"ax\",%progbits",
+    ".global SysTick",
+    ".type SysTick,%function",
+    ".thumb_func",
+    "SysTick:",
+    "    ldr r0, 1f",
+    "    ldr r1, [r0]",
+    "    adds r1, r1, #1",
+    "    str r1, [r0]",
+    "    bx lr",
+    "    .p2align 2",
+    "1:  .word {wraps}",
+    ".size SysTick, . - SysTick",
+    wraps = sym SYSTICK_WRAPS,
+);
+
+/// Starts SysTick on the core clock (CLKSOURCE = 1) with the full 24-bit reload and its wrap
+/// interrupt. Returns `false` if there is no SysTick (optional on ARMv6-M: its registers then read
+/// as zero, so the reload value does not read back).
+pub fn systick_start() -> bool {
+    unsafe {
+        write_volatile(SYST_CSR, 0);
+        write_volatile(SYST_RVR, SYSTICK_RELOAD);
+        if read_volatile(SYST_RVR) != SYSTICK_RELOAD {
+            return false;
+        }
+        write_volatile(SYST_CVR, 0); // any write clears the counter; it reloads on the next tick
+        write_volatile(SYST_CSR, 0b111); // CLKSOURCE = core clock, TICKINT, ENABLE
+    }
+    true
+}
+
+/// A consistent reading of the SysTick counter: (CVR, ICSR, wraps counted so far), taken with
+/// interrupts masked by a fixed instruction sequence.
+#[inline(always)]
+fn systick_snapshot() -> [u32; 3] {
+    let (cvr, icsr, wraps): (u32, u32, u32);
+    // SAFETY: reads of SysTick, SCB and a static; PRIMASK is restored to "enabled" (the harness
+    // never runs with interrupts masked otherwise).
+    unsafe {
+        asm!(
+            "cpsid i",
+            "ldr {c}, [{c}]",
+            "ldr {i}, [{i}]",
+            "ldr {w}, [{w}]",
+            "cpsie i",
+            c = inout(reg) SYST_CVR => cvr,
+            i = inout(reg) SCB_ICSR => icsr,
+            w = inout(reg) SYSTICK_WRAPS.as_ptr() => wraps,
+            options(nostack, preserves_flags),
+        );
+    }
+    [cvr, icsr, wraps]
+}
+
+/// Wraps that happened before the counter was read in `snap`. A wrap that fired while interrupts
+/// were masked is pending (ICSR.PENDSTSET) and not yet counted; it came before the CVR read if the
+/// counter had already reloaded (large value), after it otherwise (the window is 2 instructions,
+/// the counter takes 2^24 ticks to come down).
+fn wraps_before_read(snap: [u32; 3]) -> u32 {
+    let [cvr, icsr, wraps] = snap;
+    let uncounted = icsr & ICSR_PENDSTSET != 0 && cvr > SYSTICK_RELOAD / 2;
+    wraps.wrapping_add(uncounted as u32)
+}
+
+/// The raw readings of one measured call (see [`measure`]).
+#[derive(Clone, Copy)]
+pub struct Readings {
+    start: [u32; 3],
+    end: [u32; 3],
+    /// The stack pointer just before the call.
+    pub sp_at_call: usize,
+}
+
+impl Readings {
+    /// SysTick ticks from the first counter read to the second.
+    pub fn ticks(&self) -> u64 {
+        let wraps = wraps_before_read(self.end).wrapping_sub(wraps_before_read(self.start));
+        // A start reading of 0 means "cleared, not reloaded yet": one tick above SYSTICK_RELOAD.
+        // (Under -icount the snapshot comes ticks after the clear; without it all this is noise.)
+        let c0 = match self.start[0] {
+            0 => SYSTICK_RELOAD as u64 + 1,
+            c => c as u64,
+        };
+        (wraps as u64 * (SYSTICK_RELOAD as u64 + 1) + c0).wrapping_sub(self.end[0] as u64)
+    }
+
+    /// SysTick handler runs between the two readings: all of them ran between the two masked
+    /// snapshots, i.e. inside the measured region.
+    pub fn wraps(&self) -> u32 {
+        self.end[2].wrapping_sub(self.start[2])
+    }
+}
+
+/// Calls `f(input, output, arena)` between two SysTick snapshots. SysTick must be running
+/// ([`systick_start`] returned `true`).
+///
+/// The counter is restarted just before the first snapshot, so the first wrap comes 2^24 ticks
+/// later: a call shorter than that takes no SysTick interrupt, whose exception frame (32 bytes, or
+/// 104 with an active FP context) would otherwise show in the stack figures if it landed at the
+/// deepest point. Longer calls take one interrupt per 2^24 ticks.
+///
+/// What lies between the two counter reads: `f`'s own instructions (entry to return, everything it
+/// calls), one SysTick handler run per wrap ([`SYSTICK_HANDLER_INSNS`] each), and a fixed harness
+/// sequence (the rest of the snapshots, the call instruction and its argument set-up). This
+/// function is never inlined and takes `f` as a run-time value, so the same machine code measures
+/// `infer` and [`null_infer`] (one instruction): the difference is the fixed part. Under
+/// `-icount shift=N` the host computes `insns(f) = I(ticks) − wraps × h − (I(base) − 1)`, where
+/// `I(t)` converts ticks to instructions, `base` is the `TICKS_BASE` measurement and `h` is
+/// [`SYSTICK_HANDLER_INSNS`]. All arithmetic on the readings happens in the caller, after the
+/// region ([`Readings::ticks`]): no data-dependent branch can fall inside it.
+#[inline(never)]
+pub fn measure<const I: usize, const O: usize, const A: usize>(
+    f: fn(&[i8; I], &mut [i8; O], &mut [u8; A]),
+    input: &[i8; I],
+    output: &mut [i8; O],
+    arena: &mut [u8; A],
+) -> Readings {
+    let sp_at_call = cortex_m::register::msp::read() as usize;
+    // Any write clears the counter; it reloads from SYST_RVR on the next tick, without an interrupt.
+    unsafe { write_volatile(SYST_CVR, 0) };
+    let start = systick_snapshot();
+    f(input, output, arena);
+    let end = systick_snapshot();
+    Readings {
+        start,
+        end,
+        sp_at_call,
+    }
+}
+
+// The empty model: exactly one instruction (`bx lr`: no frame set-up, whatever the codegen
+// options). Defined in assembly because a Rust function may get a frame-pointer prologue.
+global_asm!(
+    ".section .text.fw_common_null_infer,\"ax\",%progbits",
+    ".global fw_common_null_infer",
+    ".type fw_common_null_infer,%function",
+    ".thumb_func",
+    "fw_common_null_infer:",
+    "    bx lr",
+    ".size fw_common_null_infer, . - fw_common_null_infer",
+);
+
+extern "Rust" {
+    fn fw_common_null_infer(input: *const i8, output: *mut i8, arena: *mut u8);
+}
+
+/// `fw_common_null_infer` (assembly, above) as a model `infer`: [`measure`] of it is the measurement's own cost plus
+/// one instruction. The call is sound: the signatures are ABI-compatible (same ABI, no return value,
+/// and thin pointers are ABI-compatible whatever they point to), and `bx lr` touches no argument.
+pub fn null_infer<const I: usize, const O: usize, const A: usize>(
+) -> fn(&[i8; I], &mut [i8; O], &mut [u8; A]) {
+    let f: unsafe fn(*const i8, *mut i8, *mut u8) = fw_common_null_infer;
+    // SAFETY: see above; fn pointers of any signature have the same size.
+    unsafe { core::mem::transmute(f) }
+}
+
 /// A parsed vector file: `n` inputs of `input_len` bytes each.
 pub struct Vectors<'a> {
     pub n: usize,
@@ -257,6 +485,20 @@ pub fn run_vectors<const I: usize, const O: usize, const A: usize>(
     }
 
     let mut output = [0i8; O];
+    let counting = systick_start();
+    // Calibration: the same measurement around `null_infer`, on the first vector's input.
+    let first: Option<&[u8; I]> = vectors.data.get(..I).and_then(|c| c.try_into().ok());
+    if let (true, Some(first)) = (counting, first) {
+        // SAFETY: i8 and u8 have the same size, alignment and validity (every bit pattern).
+        let first: &[i8; I] = unsafe { &*(first as *const [u8; I] as *const [i8; I]) };
+        let null = core::hint::black_box(null_infer::<I, O, A>());
+        let base = measure(null, first, &mut output, arena);
+        out.str("TICKS_BASE ")
+            .dec64(base.ticks())
+            .str(" ")
+            .dec(SYSTICK_HANDLER_INSNS)
+            .end_line();
+    }
     let mut sp_at_call = stack_top();
     for (index, chunk) in vectors.data.chunks_exact(I).enumerate() {
         let input: &[u8; I] = match chunk.try_into() {
@@ -268,8 +510,19 @@ pub fn run_vectors<const I: usize, const O: usize, const A: usize>(
         // The vectors are an immutable static: hide them from the optimiser so that it can never
         // specialise or precompute `infer` on known inputs (instruction counts must be real).
         let input = core::hint::black_box(input);
-        sp_at_call = cortex_m::register::msp::read() as usize;
-        infer(input, &mut output, arena);
+        let m = if counting {
+            // `black_box(infer)`: `measure` must run the same code for `infer` as for `null_infer`.
+            measure(core::hint::black_box(infer), input, &mut output, arena)
+        } else {
+            let sp = cortex_m::register::msp::read() as usize;
+            infer(input, &mut output, arena);
+            Readings {
+                start: [0; 3],
+                end: [0; 3],
+                sp_at_call: sp,
+            }
+        };
+        sp_at_call = m.sp_at_call;
         // SAFETY: same layout argument as above, in the other direction.
         let bytes: &[u8; O] = unsafe { &*(&output as *const [i8; O] as *const [u8; O]) };
         out.str("OUT ")
@@ -277,6 +530,15 @@ pub fn run_vectors<const I: usize, const O: usize, const A: usize>(
             .str(" ")
             .hex(bytes)
             .end_line();
+        if counting {
+            out.str("TICKS ")
+                .dec(index as u32)
+                .str(" ")
+                .dec64(m.ticks())
+                .str(" ")
+                .dec(m.wraps())
+                .end_line();
+        }
     }
 
     let low = stack_low_water();

@@ -7,4 +7,5 @@
 
 pub mod argmax;
 pub mod fully_connected;
+pub mod fully_connected_sparse;
 pub mod relu;

@@ -1,0 +1,784 @@
+//! ONNX export validation (issue #6), shared by `cargo xtask bench onnx` and
+//! `tests/tests/onnx_runtimes.rs`.
+//!
+//! A synthesized model is exported three ways ([`Variant`]) and every graph is
+//! * checked by tract ([`bonsai::onnx::check_with_tract`]) and run by tract on the whole test set;
+//! * checked by `onnx.checker.check_model(full_check=True)` and run by onnxruntime (all graph
+//!   optimizations off) on the same inputs, by `tests/python/check_onnx.py` in a venv under
+//!   `target/onnx-venv` ([`ensure_venv`]).
+//!
+//! Both runtimes are compared with the compiler's references: the float graph with
+//! [`bonsai::interp::float`], the QDQ graphs with the golden integer model
+//! [`bonsai::interp::int8`] (dequantized for the float-IO graph). [`problems`] holds the pass
+//! criteria; the test asserts there are none, the bench records them.
+
+use anyhow::{bail, ensure, Context, Result};
+use bonsai::data::{self, DataSpec};
+use bonsai::interp;
+use bonsai::ir::{Model, Op};
+use bonsai::pipeline::{synthesize, OutputFiles, SynthOptions};
+use bonsai::quant;
+use bonsai::train::{argmax, Samples};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Float graph tolerance against the float reference: `|out - ref| <= ATOL + RTOL·|ref|`.
+pub const FLOAT_ATOL: f64 = 1e-4;
+pub const FLOAT_RTOL: f64 = 1e-4;
+/// Minimum top-1 agreement of the QDQ graphs with the integer reference.
+pub const MIN_TOP1_AGREEMENT: f64 = 0.995;
+/// Packages the venv gets (`pip install` arguments).
+pub const PIP_PACKAGES: [&str; 2] = ["onnxruntime", "onnx"];
+
+/// The three exports of a model.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Variant {
+    /// [`bonsai::onnx::export_float`]: f32 in, f32 out.
+    Float,
+    /// [`bonsai::onnx::export_int8`]: QDQ graph, f32 in (quantized inside), dequantized f32 out.
+    Int8Qdq,
+    /// [`bonsai::onnx::export_int8_io`]: QDQ graph, int8 in, int8 out.
+    Int8QdqInt8Io,
+}
+
+impl Variant {
+    pub const ALL: [Variant; 3] = [Variant::Float, Variant::Int8Qdq, Variant::Int8QdqInt8Io];
+
+    /// The `bonsai_variant` metadata value the exporter writes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Variant::Float => "float",
+            Variant::Int8Qdq => "int8_qdq",
+            Variant::Int8QdqInt8Io => "int8_qdq_int8_io",
+        }
+    }
+
+    pub fn is_int8(self) -> bool {
+        self != Variant::Float
+    }
+
+    pub fn export(self, model: &Model) -> Result<Vec<u8>> {
+        Ok(match self {
+            Variant::Float => bonsai::onnx::export_float(model),
+            Variant::Int8Qdq => bonsai::onnx::export_int8(model),
+            Variant::Int8QdqInt8Io => bonsai::onnx::export_int8_io(model),
+        }?)
+    }
+
+    /// The reference interpreter the variant is compared with.
+    pub fn reference_name(self) -> &'static str {
+        if self.is_int8() {
+            "interp::int8"
+        } else {
+            "interp::float"
+        }
+    }
+}
+
+/// One runtime's outputs against the reference, over a whole input set. Computed in Rust for
+/// tract ([`compare`]) and by `check_onnx.py` for onnxruntime, with the same definitions.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Comparison {
+    pub n_samples: usize,
+    pub n_outputs: usize,
+    /// In output units: float logits, or LSB for int8 outputs.
+    pub max_abs_diff: f64,
+    /// Outputs with `|out - ref| > atol + rtol·|ref|` (float graph only).
+    pub tol_violations: Option<usize>,
+    /// Disjoint counts in LSB of the output (QDQ graphs only): equal, one LSB apart, further.
+    pub exact: Option<usize>,
+    pub one_lsb: Option<usize>,
+    pub worse: Option<usize>,
+    /// Fraction of samples whose argmax (first maximum) equals the reference's.
+    pub top1_agreement: f64,
+}
+
+impl Comparison {
+    /// Fraction of outputs at most one LSB from the reference (QDQ graphs only).
+    pub fn within_1lsb_fraction(&self) -> Option<f64> {
+        Some((self.exact? + self.one_lsb?) as f64 / self.n_outputs.max(1) as f64)
+    }
+}
+
+/// Slack (in LSB) for f32 rounding when a float difference is counted in LSB.
+const LSB_SLACK: f64 = 1e-3;
+
+/// How outputs are compared with the reference.
+#[derive(Clone, Copy, Debug)]
+pub struct Tolerance {
+    /// `(atol, rtol)`: count tolerance violations.
+    pub abs_rel: Option<(f64, f64)>,
+    /// Quantization step of the output: count exact / one-LSB / worse.
+    pub lsb: Option<f64>,
+}
+
+/// Compares rows of outputs with rows of reference values (same definitions as
+/// `check_onnx.py`'s `compare`).
+pub fn compare<T: Copy + Into<f64> + PartialOrd>(
+    got: &[Vec<T>],
+    want: &[Vec<T>],
+    tol: Tolerance,
+) -> Comparison {
+    assert_eq!(got.len(), want.len(), "sample count");
+    let (mut max_abs_diff, mut violations, mut top1) = (0f64, 0usize, 0usize);
+    let (mut exact, mut one, mut total) = (0usize, 0usize, 0usize);
+    for (g, w) in got.iter().zip(want) {
+        assert_eq!(g.len(), w.len(), "output length");
+        for (&a, &b) in g.iter().zip(w) {
+            let (a, b): (f64, f64) = (a.into(), b.into());
+            let d = (a - b).abs();
+            max_abs_diff = max_abs_diff.max(d);
+            if let Some((atol, rtol)) = tol.abs_rel {
+                violations += usize::from(d > atol + rtol * b.abs());
+            }
+            if let Some(lsb) = tol.lsb {
+                let l = d / lsb;
+                exact += usize::from(l <= LSB_SLACK);
+                one += usize::from(l > LSB_SLACK && l <= 1.0 + LSB_SLACK);
+            }
+            total += 1;
+        }
+        top1 += usize::from(argmax(g) == argmax(w));
+    }
+    let counted = |v: usize| tol.lsb.map(|_| v);
+    Comparison {
+        n_samples: got.len(),
+        n_outputs: total,
+        max_abs_diff,
+        tol_violations: tol.abs_rel.map(|_| violations),
+        exact: counted(exact),
+        one_lsb: counted(one),
+        worse: counted(total - exact - one),
+        top1_agreement: if got.is_empty() {
+            1.0
+        } else {
+            top1 as f64 / got.len() as f64
+        },
+    }
+}
+
+/// A synthesized model and the preprocessed test split it is checked on.
+pub struct Case {
+    /// e.g. `digits mlp-64-64-32-10`.
+    pub name: String,
+    pub model: Model,
+    pub inputs: Samples,
+}
+
+/// `mlp-IN-H1-…-OUT` from the Dense layers in node order.
+pub fn arch_name(model: &Model) -> String {
+    let mut widths = vec![model.input_len().to_string()];
+    for n in &model.nodes {
+        if let Op::Dense(d) = &n.op {
+            widths.push(d.out_features.to_string());
+        }
+    }
+    format!("mlp-{}", widths.join("-"))
+}
+
+/// Runs [`synthesize`] (writing into `opts.out`), reloads the quantized `model.json` and the
+/// test split of the same seeded data split, preprocessed with the model's own preprocessing.
+pub fn synthesize_case(opts: &SynthOptions) -> Result<Case> {
+    let s = synthesize(opts).context("synthesize")?;
+    let model = Model::load(&OutputFiles::in_dir(&opts.out).model)?;
+    let splits = data::load(&opts.data, opts.train.seed)?;
+    let inputs = Samples::from_dataset(&splits.test, &model.preprocess);
+    ensure!(
+        inputs.len() == s.n_test && inputs.dim == model.input_len(),
+        "reloaded test split ({} × {}) does not match the synthesized model ({} × {})",
+        inputs.len(),
+        inputs.dim,
+        s.n_test,
+        model.input_len()
+    );
+    Ok(Case {
+        name: format!("{} {}", s.dataset, arch_name(&model)),
+        model,
+        inputs,
+    })
+}
+
+/// The default digits model (seed 1) as the test and the bench use it.
+pub fn digits_options(out: &Path, show_progress: bool) -> SynthOptions {
+    let mut opts = SynthOptions {
+        data: DataSpec::Digits,
+        out: out.to_path_buf(),
+        show_progress,
+        ..SynthOptions::default()
+    };
+    opts.train.seed = 1;
+    opts
+}
+
+/// The MNIST 784-300-100-10 MLP (10 epochs, seed 1).
+pub fn mnist_options(mnist_dir: &Path, out: &Path, show_progress: bool) -> SynthOptions {
+    let mut opts = SynthOptions {
+        data: DataSpec::Idx {
+            name: "mnist".into(),
+            dir: mnist_dir.to_path_buf(),
+        },
+        out: out.to_path_buf(),
+        hidden: vec![300, 100],
+        show_progress,
+        ..SynthOptions::default()
+    };
+    opts.train.seed = 1;
+    opts.train.max_epochs = 10;
+    opts
+}
+
+/// `tests/python/check_onnx.py`.
+pub fn script_path(root: &Path) -> PathBuf {
+    root.join("tests/python/check_onnx.py")
+}
+
+fn venv_python(venv: &Path) -> PathBuf {
+    if cfg!(windows) {
+        venv.join("Scripts/python.exe")
+    } else {
+        venv.join("bin/python")
+    }
+}
+
+fn imports_ok(python: &Path) -> bool {
+    Command::new(python)
+        .args(["-c", "import numpy, onnx, onnxruntime"])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+fn tail(bytes: &[u8], lines: usize) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    let all: Vec<&str> = text.trim_end().lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// Returns the Python of `<root>/target/onnx-venv`, creating the venv (`python3 -m venv`) and
+/// installing [`PIP_PACKAGES`] first when they are missing. Any failure is an error saying what
+/// is missing: the onnxruntime checks are never skipped (under `CI=true` the message says so).
+pub fn ensure_venv(root: &Path) -> Result<PathBuf> {
+    let venv = root.join("target/onnx-venv");
+    let python = venv_python(&venv);
+    if python.exists() && imports_ok(&python) {
+        return Ok(python);
+    }
+    let why = if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
+        "CI=true and the ONNX export checks against onnxruntime are required"
+    } else {
+        "the ONNX export checks need Python 3 with onnx and onnxruntime (they are never skipped)"
+    };
+    if !python.exists() {
+        let out = Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&venv)
+            .output()
+            .with_context(|| format!("{why}: cannot run `python3`; install Python 3"))?;
+        if !out.status.success() {
+            bail!(
+                "{why}: `python3 -m venv {}` failed (is the venv module installed, e.g. the \
+                 python3-venv package?):\n{}",
+                venv.display(),
+                tail(&out.stderr, 10)
+            );
+        }
+    }
+    eprintln!(
+        "installing {} into {} …",
+        PIP_PACKAGES.join(" "),
+        venv.display()
+    );
+    let out = Command::new(&python)
+        .args(["-m", "pip", "install", "--quiet"])
+        .args(PIP_PACKAGES)
+        .output()
+        .with_context(|| format!("{why}: cannot run {}", python.display()))?;
+    if !out.status.success() {
+        bail!(
+            "{why}: `pip install {}` into {} failed (no network or package index?):\n{}",
+            PIP_PACKAGES.join(" "),
+            venv.display(),
+            tail(&out.stderr, 15)
+        );
+    }
+    ensure!(
+        imports_ok(&python),
+        "{why}: {} still cannot import numpy, onnx and onnxruntime after pip install",
+        python.display()
+    );
+    Ok(python)
+}
+
+/// Runs `bytes` with tract on one batch (a row per sample); one output row per sample.
+fn run_tract<I, O>(bytes: &[u8], inputs: &[Vec<I>], n_out: usize) -> Result<Vec<Vec<O>>>
+where
+    I: tract_onnx::prelude::Datum + Copy,
+    O: tract_onnx::prelude::Datum + Copy,
+{
+    use tract_onnx::prelude::*;
+    let (batch, n_in) = (inputs.len(), inputs.first().map_or(0, |r| r.len()));
+    let plan = tract_onnx::onnx()
+        .model_for_read(&mut &bytes[..])?
+        .with_input_fact(0, InferenceFact::dt_shape(I::datum_type(), [batch, n_in]))?
+        .into_optimized()?
+        .into_runnable()?;
+    let x = Tensor::from_shape(&[batch, n_in], &inputs.concat())?;
+    let out = plan.run(tvec!(x.into()))?;
+    ensure!(out.len() == 1, "tract: {} outputs, expected 1", out.len());
+    ensure!(
+        out[0].shape() == [batch, n_out],
+        "tract: output shape {:?}, expected [{batch}, {n_out}]",
+        out[0].shape()
+    );
+    let flat = out[0].try_as_plain_ram()?.as_slice::<O>()?.to_vec();
+    Ok(flat.chunks(n_out).map(|c| c.to_vec()).collect())
+}
+
+/// What [`validate`] found for one exported graph.
+#[derive(Clone, Debug)]
+pub struct ExportCheck {
+    pub model: String,
+    pub variant: Variant,
+    pub onnx_bytes: usize,
+    pub checker_ok: bool,
+    pub checker_error: Option<String>,
+    /// `None` when onnxruntime could not run the graph (see `onnxruntime_error`).
+    pub onnxruntime: Option<Comparison>,
+    pub onnxruntime_error: Option<String>,
+    pub tract: Comparison,
+    pub onnx_version: String,
+    pub onnxruntime_version: String,
+}
+
+/// One line of `check_onnx.py`'s output.
+#[derive(serde::Deserialize)]
+struct ScriptLine {
+    name: String,
+    checker_ok: bool,
+    checker_error: Option<String>,
+    runtime_error: Option<String>,
+    onnx_version: String,
+    onnxruntime_version: String,
+    metrics: Option<Comparison>,
+}
+
+fn write_raw<T: Copy>(path: &Path, rows: &[Vec<T>], to_le: impl Fn(T) -> Vec<u8>) -> Result<()> {
+    let bytes: Vec<u8> = rows.iter().flatten().flat_map(|&v| to_le(v)).collect();
+    std::fs::write(path, bytes).with_context(|| format!("cannot write {}", path.display()))
+}
+
+fn f32_le(v: f32) -> Vec<u8> {
+    v.to_le_bytes().to_vec()
+}
+
+fn i8_le(v: i8) -> Vec<u8> {
+    v.to_le_bytes().to_vec()
+}
+
+/// Exports `case.model` in every [`Variant`] into `work`, runs tract and (through `script`
+/// under `python`) the ONNX checker and onnxruntime on every test input, and compares both with
+/// the references. Failures to export, to run tract or to run the script are errors; verdicts
+/// (checker, onnxruntime errors, differences) are data: see [`problems`].
+pub fn validate(
+    python: &Path,
+    script: &Path,
+    work: &Path,
+    case: &Case,
+) -> Result<Vec<ExportCheck>> {
+    let model = &case.model;
+    ensure!(
+        model.is_quantized(),
+        "{}: model.json is not quantized",
+        case.name
+    );
+    std::fs::create_dir_all(work).with_context(|| format!("cannot create {}", work.display()))?;
+    let n_out = model.output_len();
+    let x: Vec<Vec<f32>> = case.inputs.rows();
+    let xq: Vec<Vec<i8>> = x.iter().map(|r| quant::quantize_input(model, r)).collect();
+    let ref_float = x
+        .iter()
+        .map(|r| interp::float::run(model, r))
+        .collect::<Result<Vec<_>, _>>()?;
+    let ref_int8 = xq
+        .iter()
+        .map(|r| interp::int8::run(model, r))
+        .collect::<Result<Vec<_>, _>>()?;
+    let out_q = model
+        .tensor(model.outputs[0])
+        .quant
+        .context("output tensor has no quantization")?;
+    let ref_dequant: Vec<Vec<f32>> = ref_int8
+        .iter()
+        .map(|r| {
+            r.iter()
+                .map(|&v| out_q.scale * (v as i32 - out_q.zero_point) as f32)
+                .collect()
+        })
+        .collect();
+    write_raw(&work.join("input_f32.bin"), &x, f32_le)?;
+    write_raw(&work.join("input_i8.bin"), &xq, i8_le)?;
+    write_raw(&work.join("reference_float.bin"), &ref_float, f32_le)?;
+    write_raw(&work.join("reference_int8.bin"), &ref_int8, i8_le)?;
+    write_raw(
+        &work.join("reference_int8_dequant.bin"),
+        &ref_dequant,
+        f32_le,
+    )?;
+
+    let float_tol = Tolerance {
+        abs_rel: Some((FLOAT_ATOL, FLOAT_RTOL)),
+        lsb: None,
+    };
+    let mut specs = Vec::new();
+    let mut partial = Vec::new();
+    for v in Variant::ALL {
+        let label = format!("{}/{}", case.name, v.name());
+        let bytes = v.export(model).with_context(|| format!("export {label}"))?;
+        bonsai::onnx::check_with_tract(&bytes).with_context(|| label.clone())?;
+        let file = format!("{}.onnx", v.name());
+        std::fs::write(work.join(&file), &bytes)?;
+        let tract_err = || format!("tract cannot run {label}");
+        let (tract, mut spec) = match v {
+            Variant::Float => {
+                let got: Vec<Vec<f32>> = run_tract(&bytes, &x, n_out).with_context(tract_err)?;
+                let spec = serde_json::json!({
+                    "input": "input_f32.bin", "input_dtype": "float32",
+                    "reference": "reference_float.bin", "output_dtype": "float32",
+                    "atol": FLOAT_ATOL, "rtol": FLOAT_RTOL,
+                });
+                (compare(&got, &ref_float, float_tol), spec)
+            }
+            Variant::Int8Qdq => {
+                let got: Vec<Vec<f32>> = run_tract(&bytes, &x, n_out).with_context(tract_err)?;
+                let lsb = out_q.scale as f64;
+                let spec = serde_json::json!({
+                    "input": "input_f32.bin", "input_dtype": "float32",
+                    "reference": "reference_int8_dequant.bin", "output_dtype": "float32",
+                    "lsb": lsb,
+                });
+                let tol = Tolerance {
+                    abs_rel: None,
+                    lsb: Some(lsb),
+                };
+                (compare(&got, &ref_dequant, tol), spec)
+            }
+            Variant::Int8QdqInt8Io => {
+                let got: Vec<Vec<i8>> = run_tract(&bytes, &xq, n_out).with_context(tract_err)?;
+                let spec = serde_json::json!({
+                    "input": "input_i8.bin", "input_dtype": "int8",
+                    "reference": "reference_int8.bin", "output_dtype": "int8",
+                });
+                let tol = Tolerance {
+                    abs_rel: None,
+                    lsb: Some(1.0),
+                };
+                (compare(&got, &ref_int8, tol), spec)
+            }
+        };
+        let obj = spec.as_object_mut().expect("a JSON object");
+        obj.insert("name".into(), label.clone().into());
+        obj.insert("onnx".into(), file.into());
+        obj.insert("n_samples".into(), x.len().into());
+        obj.insert("n_in".into(), model.input_len().into());
+        obj.insert("n_out".into(), n_out.into());
+        specs.push(spec);
+        partial.push((label, v, bytes.len(), tract));
+    }
+    let manifest = work.join("manifest.json");
+    std::fs::write(
+        &manifest,
+        serde_json::to_string_pretty(&serde_json::json!({ "models": specs }))?,
+    )?;
+
+    let out = Command::new(python)
+        .arg(script)
+        .arg(&manifest)
+        .output()
+        .with_context(|| format!("cannot run {}", python.display()))?;
+    if !out.status.success() {
+        bail!(
+            "{} {} failed ({}):\n{}",
+            script.display(),
+            manifest.display(),
+            out.status,
+            tail(&out.stderr, 20)
+        );
+    }
+    let lines: Vec<ScriptLine> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).with_context(|| format!("check_onnx.py printed {l:?}")))
+        .collect::<Result<_>>()?;
+    ensure!(
+        lines.len() == partial.len(),
+        "check_onnx.py reported {} models, expected {}",
+        lines.len(),
+        partial.len()
+    );
+    partial
+        .into_iter()
+        .zip(lines)
+        .map(|((label, variant, onnx_bytes, tract), line)| {
+            ensure!(
+                line.name == label,
+                "check_onnx.py answered for {:?}, expected {label:?}",
+                line.name
+            );
+            Ok(ExportCheck {
+                model: case.name.clone(),
+                variant,
+                onnx_bytes,
+                checker_ok: line.checker_ok,
+                checker_error: line.checker_error,
+                onnxruntime: line.metrics,
+                onnxruntime_error: line.runtime_error,
+                tract,
+                onnx_version: line.onnx_version,
+                onnxruntime_version: line.onnxruntime_version,
+            })
+        })
+        .collect()
+}
+
+/// Everything wrong with one export, by the pass criteria of issue #6: the checker accepts the
+/// graph; both runtimes run it; the float graph is within [`FLOAT_ATOL`] + [`FLOAT_RTOL`]·|ref|
+/// of the float reference; the QDQ graphs are within one LSB of the integer reference and agree
+/// with its top-1 on at least [`MIN_TOP1_AGREEMENT`] of the samples.
+pub fn problems(c: &ExportCheck) -> Vec<String> {
+    let mut p = Vec::new();
+    let what = format!("{} {}", c.model, c.variant.name());
+    if !c.checker_ok {
+        p.push(format!(
+            "{what}: onnx.checker rejects it: {}",
+            c.checker_error.as_deref().unwrap_or("?")
+        ));
+    }
+    let mut runs = vec![("tract", &c.tract)];
+    match &c.onnxruntime {
+        Some(m) => runs.push(("onnxruntime", m)),
+        None => p.push(format!(
+            "{what}: onnxruntime cannot run it: {}",
+            c.onnxruntime_error.as_deref().unwrap_or("?")
+        )),
+    }
+    for (rt, m) in runs {
+        if let Some(n) = m.tol_violations.filter(|&n| n > 0) {
+            p.push(format!(
+                "{what}: {rt}: {n}/{} outputs beyond {FLOAT_ATOL:e} + {FLOAT_RTOL:e}·|ref| \
+                 (max |diff| {:e})",
+                m.n_outputs, m.max_abs_diff
+            ));
+        }
+        if let Some(n) = m.worse.filter(|&n| n > 0) {
+            p.push(format!(
+                "{what}: {rt}: {n}/{} outputs more than 1 LSB from the integer reference \
+                 (max {:.3} in output units)",
+                m.n_outputs, m.max_abs_diff
+            ));
+        }
+        if c.variant.is_int8() && m.top1_agreement < MIN_TOP1_AGREEMENT {
+            p.push(format!(
+                "{what}: {rt}: top-1 agreement with the integer reference {:.4} < {MIN_TOP1_AGREEMENT}",
+                m.top1_agreement
+            ));
+        }
+    }
+    p
+}
+
+/// One row of `bench/results/onnx.json`'s `exports`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ExportEntry {
+    pub model: String,
+    pub variant: String,
+    pub int8: bool,
+    pub reference: String,
+    pub n_samples: usize,
+    pub onnx_bytes: usize,
+    pub checker_ok: bool,
+    /// Float logits for `float` and `int8_qdq`; LSB for `int8_qdq_int8_io`.
+    pub onnxruntime_max_abs_diff: Option<f64>,
+    pub tract_max_abs_diff: f64,
+    /// onnxruntime's top-1 agreement with the reference.
+    pub top1_agreement: Option<f64>,
+    pub tract_top1_agreement: f64,
+    /// onnxruntime outputs within one LSB of the integer reference (QDQ graphs).
+    pub within_1lsb_fraction: Option<f64>,
+    pub exact_fraction: Option<f64>,
+    pub tract_within_1lsb_fraction: Option<f64>,
+    pub problems: Vec<String>,
+}
+
+impl ExportEntry {
+    pub fn new(c: &ExportCheck) -> ExportEntry {
+        let ort = c.onnxruntime.as_ref();
+        ExportEntry {
+            model: c.model.clone(),
+            variant: c.variant.name().into(),
+            int8: c.variant.is_int8(),
+            reference: c.variant.reference_name().into(),
+            n_samples: c.tract.n_samples,
+            onnx_bytes: c.onnx_bytes,
+            checker_ok: c.checker_ok,
+            onnxruntime_max_abs_diff: ort.map(|m| m.max_abs_diff),
+            tract_max_abs_diff: c.tract.max_abs_diff,
+            top1_agreement: ort.map(|m| m.top1_agreement),
+            tract_top1_agreement: c.tract.top1_agreement,
+            within_1lsb_fraction: ort.and_then(Comparison::within_1lsb_fraction),
+            exact_fraction: ort.and_then(|m| Some(m.exact? as f64 / m.n_outputs.max(1) as f64)),
+            tract_within_1lsb_fraction: c.tract.within_1lsb_fraction(),
+            problems: problems(c),
+        }
+    }
+}
+
+#[derive(Debug, serde::Serialize)]
+struct OnnxResults {
+    git_commit: String,
+    command: String,
+    onnx_version: Option<String>,
+    onnxruntime_version: Option<String>,
+    exports: Vec<ExportEntry>,
+    /// ONNX import is not implemented yet.
+    import: Option<serde_json::Value>,
+}
+
+/// `cargo xtask bench onnx`: the digits default (seed 1) and, with `mnist`, the MNIST
+/// 784-300-100-10 MLP; writes `bench/results/onnx.json` and the `onnx` section of BENCHMARKS.md.
+/// Failed criteria are recorded (and printed), not fatal.
+pub fn bench(root: &Path, mnist: Option<&Path>, command: &str) -> Result<()> {
+    let python = ensure_venv(root)?;
+    let script = script_path(root);
+    let work = root.join("target/bench/onnx");
+    let mut runs = vec![("digits", digits_options(&work.join("digits/synth"), true))];
+    if let Some(dir) = mnist {
+        runs.push(("mnist", mnist_options(dir, &work.join("mnist/synth"), true)));
+    }
+    let mut exports = Vec::new();
+    let mut versions = (None, None);
+    for (dir, opts) in runs {
+        let case = synthesize_case(&opts)?;
+        let checks = validate(&python, &script, &work.join(dir).join("onnx"), &case)?;
+        for c in &checks {
+            let e = ExportEntry::new(c);
+            eprintln!(
+                "{} {}: checker {}, max |diff| onnxruntime {} / tract {:.3e}, top-1 {}{}",
+                e.model,
+                e.variant,
+                if e.checker_ok { "ok" } else { "REJECTS" },
+                e.onnxruntime_max_abs_diff
+                    .map_or("–".into(), |d| format!("{d:.3e}")),
+                e.tract_max_abs_diff,
+                e.top1_agreement
+                    .map_or("–".into(), |a| format!("{:.2}%", 100.0 * a)),
+                e.within_1lsb_fraction.map_or(String::new(), |f| format!(
+                    ", within 1 LSB {:.2}%",
+                    100.0 * f
+                )),
+            );
+            for p in &e.problems {
+                eprintln!("  problem: {p}");
+            }
+            versions = (
+                Some(c.onnx_version.clone()),
+                Some(c.onnxruntime_version.clone()),
+            );
+            exports.push(e);
+        }
+    }
+    let results = OnnxResults {
+        git_commit: crate::bench::git_commit(root),
+        command: command.into(),
+        onnx_version: versions.0,
+        onnxruntime_version: versions.1,
+        exports,
+        import: None,
+    };
+    let json = serde_json::to_string_pretty(&results)? + "\n";
+    bonsai::util::write_atomic(&root.join("bench/results/onnx.json"), json.as_bytes())?;
+    crate::bench::write_section(root, "onnx", &onnx_table(&results))
+}
+
+fn pct(v: Option<f64>) -> String {
+    v.map_or("–".into(), |v| format!("{:.2}%", 100.0 * v))
+}
+
+fn onnx_table(r: &OnnxResults) -> String {
+    let mut t = format!(
+        "## ONNX export: ONNX checker, onnxruntime and tract vs the compiler's references\n\n\
+         Command: `{}` (commit {}; onnx {}, onnxruntime {}, graph optimizations disabled). Every \
+         test-split sample goes through each exported graph. `float` is compared with the float \
+         interpreter (|diff| in logits); the QDQ graphs with the golden integer model: \
+         `int8_qdq` (float in/out) in dequantized logits, `int8_qdq_int8_io` (int8 in/out) in \
+         LSB. Top-1 = argmax agreement with that reference; within 1 LSB = fraction of outputs \
+         (onnxruntime). ONNX import: not implemented yet.\n\n\
+         | model | variant | samples | checker | max \\|diff\\| onnxruntime | max \\|diff\\| tract | top-1 onnxruntime | top-1 tract | within 1 LSB |\n\
+         |---|---|---:|---|---:|---:|---:|---:|---:|\n",
+        r.command,
+        r.git_commit,
+        r.onnx_version.as_deref().unwrap_or("?"),
+        r.onnxruntime_version.as_deref().unwrap_or("?"),
+    );
+    for e in &r.exports {
+        t += &format!(
+            "| {} | {} | {} | {} | {} | {:.3e} | {} | {} | {} |\n",
+            e.model,
+            e.variant,
+            e.n_samples,
+            if e.checker_ok { "ok" } else { "REJECTED" },
+            e.onnxruntime_max_abs_diff
+                .map_or("error".into(), |d| format!("{d:.3e}")),
+            e.tract_max_abs_diff,
+            pct(e.top1_agreement),
+            pct(Some(e.tract_top1_agreement)),
+            pct(e.within_1lsb_fraction),
+        );
+    }
+    let problems: Vec<&String> = r.exports.iter().flat_map(|e| &e.problems).collect();
+    if !problems.is_empty() {
+        t += "\nFailed criteria:\n\n";
+        for p in problems {
+            t += &format!("- {p}\n");
+        }
+    }
+    t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compare_counts_lsb_and_tolerance() {
+        let want = vec![vec![0i8, 5, -3], vec![1, 1, 0]];
+        let got = vec![vec![0i8, 4, -1], vec![1, 2, 0]];
+        let m = compare(
+            &got,
+            &want,
+            Tolerance {
+                abs_rel: None,
+                lsb: Some(1.0),
+            },
+        );
+        assert_eq!((m.exact, m.one_lsb, m.worse), (Some(3), Some(2), Some(1)));
+        assert_eq!(m.max_abs_diff, 2.0);
+        // Sample 0: argmax 1 in both; sample 1: 0 vs 1.
+        assert_eq!(m.top1_agreement, 0.5);
+        assert_eq!(m.tol_violations, None);
+        assert_eq!(m.within_1lsb_fraction(), Some(5.0 / 6.0));
+
+        let want = vec![vec![1.0f32, 100.0]];
+        // Allowed: 2e-4 and 1.01e-2.
+        let got = vec![vec![1.0f32 + 3e-4, 100.0 + 9e-3]];
+        let m = compare(
+            &got,
+            &want,
+            Tolerance {
+                abs_rel: Some((1e-4, 1e-4)),
+                lsb: None,
+            },
+        );
+        assert_eq!(m.tol_violations, Some(1));
+        assert_eq!(m.exact, None);
+        assert_eq!(m.within_1lsb_fraction(), None);
+    }
+}
