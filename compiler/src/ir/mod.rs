@@ -187,6 +187,28 @@ pub struct DenseQuant {
 }
 
 impl Model {
+    /// A model with one input tensor of `input_shape` and no nodes yet (the builder's start).
+    pub fn with_input(
+        name: impl Into<String>,
+        input_shape: Vec<usize>,
+        preprocess: Preprocess,
+        class_names: Vec<String>,
+    ) -> Model {
+        let mut m = Model {
+            ir_version: IR_VERSION,
+            name: name.into(),
+            tensors: vec![],
+            nodes: vec![],
+            inputs: vec![],
+            outputs: vec![],
+            preprocess,
+            class_names,
+        };
+        let x = m.add_tensor("input", input_shape);
+        m.inputs.push(x);
+        m
+    }
+
     pub fn tensor(&self, id: TensorId) -> &Tensor {
         &self.tensors[id.0]
     }

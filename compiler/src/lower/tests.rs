@@ -1,7 +1,7 @@
 use super::plan::{self, StepKind};
 use super::*;
 use crate::interp;
-use crate::ir::{Activation, Dense, Model, Op, Preprocess, IR_VERSION};
+use crate::ir::{Activation, Dense, Model, Op, Preprocess};
 use crate::quant;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -30,18 +30,8 @@ enum L {
 /// A chain `n_in -> layers...`, random weights, with every 5th connection of each Dense dormant.
 fn chain(name: &str, n_in: usize, layers: &[L], seed: u64) -> Model {
     let mut rng = Lcg(seed);
-    let mut m = Model {
-        ir_version: IR_VERSION,
-        name: name.into(),
-        tensors: vec![],
-        nodes: vec![],
-        inputs: vec![],
-        outputs: vec![],
-        preprocess: Preprocess::identity(),
-        class_names: vec![],
-    };
-    let mut x = m.add_tensor("input", vec![n_in]);
-    m.inputs.push(x);
+    let mut m = Model::with_input(name, vec![n_in], Preprocess::identity(), vec![]);
+    let mut x = m.inputs[0];
     let mut width = n_in;
     for (k, l) in layers.iter().enumerate() {
         x = match *l {

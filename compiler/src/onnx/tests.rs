@@ -47,19 +47,7 @@ fn random_inputs(rng: &mut ChaCha8Rng, n: usize, len: usize, amp: f32) -> Vec<Ve
 }
 
 fn empty_model(name: &str, input_len: usize) -> Model {
-    let mut m = Model {
-        ir_version: IR_VERSION,
-        name: name.into(),
-        tensors: vec![],
-        nodes: vec![],
-        inputs: vec![],
-        outputs: vec![],
-        preprocess: Preprocess::identity(),
-        class_names: vec![],
-    };
-    let x = m.add_tensor("input", vec![input_len]);
-    m.inputs.push(x);
-    m
+    Model::with_input(name, vec![input_len], Preprocess::identity(), vec![])
 }
 
 /// A random Dense layer keeping each connection with probability `density` (dormant weights 0).

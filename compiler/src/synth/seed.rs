@@ -1,6 +1,6 @@
 //! Seed architectures, initialised from a seeded RNG (never a global one) so runs repeat.
 
-use crate::ir::{Activation, Dense, Model, Op, Preprocess, IR_VERSION};
+use crate::ir::{Activation, Dense, Model, Op, Preprocess};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -14,18 +14,8 @@ pub fn mlp(
     seed: u64,
 ) -> Model {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let mut m = Model {
-        ir_version: IR_VERSION,
-        name: name.into(),
-        tensors: vec![],
-        nodes: vec![],
-        inputs: vec![],
-        outputs: vec![],
-        preprocess,
-        class_names: class_names.clone(),
-    };
-    let mut x = m.add_tensor("input", vec![input_len]);
-    m.inputs.push(x);
+    let mut m = Model::with_input(name, vec![input_len], preprocess, class_names.clone());
+    let mut x = m.inputs[0];
     let widths: Vec<usize> = hidden
         .iter()
         .copied()
