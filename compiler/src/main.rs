@@ -49,6 +49,18 @@ enum Command {
         /// Overall density of Dense weights for prune/nest.
         #[arg(long, default_value_t = 0.1)]
         target_density: f64,
+        /// Pruning rounds (prune/nest).
+        #[arg(long, default_value_t = 5)]
+        rounds: usize,
+        /// Retraining epochs after each round (prune/nest).
+        #[arg(long, default_value_t = 8)]
+        retrain_epochs: usize,
+        /// NeST: density of the random sparse seed.
+        #[arg(long, default_value_t = 0.2)]
+        seed_density: f64,
+        /// NeST: fraction of dormant connections grown.
+        #[arg(long, default_value_t = 0.1)]
+        grow_fraction: f64,
         /// No progress bars.
         #[arg(long)]
         quiet: bool,
@@ -92,6 +104,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             vectors,
             method,
             target_density,
+            rounds,
+            retrain_epochs,
+            seed_density,
+            grow_fraction,
             quiet,
         } => {
             let data: DataSpec = data.parse()?;
@@ -109,7 +125,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 schedule: bonsai::synth::schedule::Schedule {
                     method: method.parse().map_err(anyhow::Error::msg)?,
                     target_density,
-                    ..Default::default()
+                    rounds,
+                    retrain_epochs,
+                    seed_density,
+                    grow_fraction,
                 },
                 max_vectors: vectors,
                 show_progress: !quiet,
