@@ -2,10 +2,8 @@
 //! code 2; nothing is left half-written (every output goes through a temp file and a rename).
 
 use anyhow::Context;
-use bonsai::data::DataSpec;
 use bonsai::ir::Model;
-use bonsai::pipeline::{self, SynthOptions};
-use bonsai::train::TrainConfig;
+use bonsai::pipeline::{self, SynthArgs};
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
@@ -23,48 +21,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Train, quantize and lower a model: writes model.json, model/ (crate), vectors.bin, summary.json.
-    Synthesize {
-        /// `digits` (embedded default), `mnist:DIR`, `fashion-mnist:DIR` or `csv:FILE[:label=COLUMN]`.
-        #[arg(long, default_value = "digits")]
-        data: String,
-        #[arg(long, default_value = "out")]
-        out: PathBuf,
-        /// Hidden layer widths of the seed MLP, comma separated.
-        #[arg(long, value_delimiter = ',', default_value = "64,32")]
-        hidden: Vec<usize>,
-        #[arg(long, default_value_t = 1)]
-        seed: u64,
-        #[arg(long, default_value_t = 60)]
-        epochs: usize,
-        #[arg(long, default_value_t = 32)]
-        batch_size: usize,
-        #[arg(long, default_value_t = 2e-3)]
-        lr: f64,
-        /// Test samples written as firmware test vectors.
-        #[arg(long, default_value_t = 400)]
-        vectors: usize,
-        /// dense, prune (magnitude prune + retrain) or nest (sparse seed, grow, prune).
-        #[arg(long, default_value = "dense")]
-        method: String,
-        /// Overall density of Dense weights for prune/nest.
-        #[arg(long, default_value_t = 0.1)]
-        target_density: f64,
-        /// Pruning rounds (prune/nest).
-        #[arg(long, default_value_t = 5)]
-        rounds: usize,
-        /// Retraining epochs after each round (prune/nest).
-        #[arg(long, default_value_t = 8)]
-        retrain_epochs: usize,
-        /// NeST: density of the random sparse seed.
-        #[arg(long, default_value_t = 0.2)]
-        seed_density: f64,
-        /// NeST: fraction of dormant connections grown.
-        #[arg(long, default_value_t = 0.1)]
-        grow_fraction: f64,
-        /// No progress bars.
-        #[arg(long)]
-        quiet: bool,
-    },
+    Synthesize(SynthArgs),
     /// Print a model's nodes, parameters (total / nonzero) and MACs.
     Inspect { model: PathBuf },
     /// Export a model to ONNX (float graph, or with --int8 a QDQ graph of the quantized model).
@@ -93,47 +50,9 @@ fn main() {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Synthesize {
-            data,
-            out,
-            hidden,
-            seed,
-            epochs,
-            batch_size,
-            lr,
-            vectors,
-            method,
-            target_density,
-            rounds,
-            retrain_epochs,
-            seed_density,
-            grow_fraction,
-            quiet,
-        } => {
-            let data: DataSpec = data.parse()?;
-            let opts = SynthOptions {
-                data,
-                out: out.clone(),
-                hidden,
-                train: TrainConfig {
-                    max_epochs: epochs,
-                    batch_size,
-                    learning_rate: lr,
-                    seed,
-                    ..TrainConfig::default()
-                },
-                schedule: bonsai::synth::schedule::Schedule {
-                    method: method.parse().map_err(anyhow::Error::msg)?,
-                    target_density,
-                    rounds,
-                    retrain_epochs,
-                    seed_density,
-                    grow_fraction,
-                },
-                max_vectors: vectors,
-                show_progress: !quiet,
-                ..SynthOptions::default()
-            };
+        Command::Synthesize(args) => {
+            let opts = args.to_options()?;
+            let out = args.out;
             let s = pipeline::synthesize(&opts)?;
             println!(
                 "{}: float test accuracy {:.2}%, int8 {:.2}% ({} test samples); {} params, {} MACs; weights {} B, arena {} B; {:.1} s",

@@ -45,6 +45,80 @@ impl Default for SynthOptions {
     }
 }
 
+/// The command-line form of [`SynthOptions`], shared by `bonsai synthesize` and
+/// `cargo xtask synthesize`.
+#[derive(clap::Args, Clone, Debug)]
+pub struct SynthArgs {
+    /// `digits` (embedded default), `mnist:DIR`, `fashion-mnist:DIR` or `csv:FILE[:label=COLUMN]`.
+    #[arg(long, default_value = "digits")]
+    pub data: String,
+    #[arg(long, default_value = "out")]
+    pub out: PathBuf,
+    /// Hidden layer widths of the seed MLP, comma separated.
+    #[arg(long, value_delimiter = ',', default_value = "64,32")]
+    pub hidden: Vec<usize>,
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    #[arg(long, default_value_t = 60)]
+    pub epochs: usize,
+    #[arg(long, default_value_t = 32)]
+    pub batch_size: usize,
+    #[arg(long, default_value_t = 2e-3)]
+    pub lr: f64,
+    /// Test samples written as firmware test vectors.
+    #[arg(long, default_value_t = 400)]
+    pub vectors: usize,
+    /// dense, prune (magnitude prune + retrain) or nest (sparse seed, grow, prune).
+    #[arg(long, default_value = "dense")]
+    pub method: String,
+    /// Overall density of Dense weights for prune/nest.
+    #[arg(long, default_value_t = 0.1)]
+    pub target_density: f64,
+    /// Pruning rounds (prune/nest).
+    #[arg(long, default_value_t = 5)]
+    pub rounds: usize,
+    /// Retraining epochs after each round (prune/nest).
+    #[arg(long, default_value_t = 8)]
+    pub retrain_epochs: usize,
+    /// NeST: density of the random sparse seed.
+    #[arg(long, default_value_t = 0.2)]
+    pub seed_density: f64,
+    /// NeST: fraction of dormant connections grown.
+    #[arg(long, default_value_t = 0.1)]
+    pub grow_fraction: f64,
+    /// No progress bars.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+impl SynthArgs {
+    pub fn to_options(&self) -> anyhow::Result<SynthOptions> {
+        Ok(SynthOptions {
+            data: self.data.parse()?,
+            out: self.out.clone(),
+            hidden: self.hidden.clone(),
+            train: TrainConfig {
+                max_epochs: self.epochs,
+                batch_size: self.batch_size,
+                learning_rate: self.lr,
+                seed: self.seed,
+                ..TrainConfig::default()
+            },
+            schedule: Schedule {
+                method: self.method.parse().map_err(anyhow::Error::msg)?,
+                target_density: self.target_density,
+                rounds: self.rounds,
+                retrain_epochs: self.retrain_epochs,
+                seed_density: self.seed_density,
+                grow_fraction: self.grow_fraction,
+            },
+            max_vectors: self.vectors,
+            show_progress: !self.quiet,
+            ..SynthOptions::default()
+        })
+    }
+}
+
 /// `summary.json`. Fields filled by later steps (firmware size, stack) are `None` until then.
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize, PartialEq)]
 pub struct Summary {

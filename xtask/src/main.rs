@@ -8,7 +8,7 @@
 
 use anyhow::{bail, Context, Result};
 use bonsai::ir::Model;
-use bonsai::pipeline::{OutputFiles, Summary, SynthOptions};
+use bonsai::pipeline::{OutputFiles, Summary, SynthArgs};
 use clap::{Parser, Subcommand};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -26,16 +26,8 @@ struct Cli {
 enum Cmd {
     /// Synthesize a model (default: the embedded digits data) and run it on the Cortex-M4 under QEMU.
     Synthesize {
-        #[arg(long, default_value = "digits")]
-        data: String,
-        #[arg(long, default_value = "out")]
-        out: PathBuf,
-        #[arg(long, value_delimiter = ',', default_value = "64,32")]
-        hidden: Vec<usize>,
-        #[arg(long, default_value_t = 1)]
-        seed: u64,
-        #[arg(long, default_value_t = 60)]
-        epochs: usize,
+        #[command(flatten)]
+        args: SynthArgs,
         #[arg(long, default_value = "qemu-mps2-an386")]
         board: String,
     },
@@ -89,24 +81,11 @@ fn main() {
 fn run(cli: Cli) -> Result<()> {
     let root = flow::root();
     match cli.command {
-        Cmd::Synthesize {
-            data,
-            out,
-            hidden,
-            seed,
-            epochs,
-            board,
-        } => {
+        Cmd::Synthesize { args, board } => {
             let board = firmware::board(&board)?;
             firmware::ensure_targets()?;
-            let mut opts = SynthOptions {
-                data: data.parse()?,
-                out: out.clone(),
-                hidden,
-                ..SynthOptions::default()
-            };
-            opts.train.seed = seed;
-            opts.train.max_epochs = epochs;
+            let opts = args.to_options()?;
+            let out = args.out;
             let s = bonsai::pipeline::synthesize(&opts)?;
             println!(
                 "{}: float test accuracy {:.2}%, int8 {:.2}% on {} test samples; {} params, {} MACs",
