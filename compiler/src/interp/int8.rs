@@ -2,8 +2,9 @@
 //! (`(x - zp_x)·w + b`, no folded biases, no clever loops) so that it is an independent check on
 //! `bonsai-rt`, which folds zero points into biases and will grow SIMD paths.
 
+use super::window::{conv_taps, pool_taps};
 use super::InterpError;
-use crate::ir::{Activation, Model, Op};
+use crate::ir::{ActQuant, Model, Op, WeightQuant};
 use crate::quant::fixed_point::multiply_by_quantized_multiplier;
 use crate::quant::{dense_requant, ActRange};
 
@@ -40,36 +41,80 @@ pub fn run_all(model: &Model, input: &[i8]) -> Result<Vec<Vec<i8>>, InterpError>
             Op::Dense(d) => {
                 let q = d.quant.as_ref().expect("checked above");
                 let x = &values[node.inputs[0].0];
-                let range = ActRange::for_output(qout, d.activation == Activation::Relu);
-                let rq = dense_requant(qin.scale, qout.scale, &q.weight_scale);
-                let mut y = Vec::with_capacity(d.out_features);
-                for o in 0..d.out_features {
-                    let mut acc = q.bias_q[o] as i64;
+                let mut acc: Vec<i64> = q.bias_q.iter().map(|&b| b as i64).collect();
+                for (o, acc) in acc.iter_mut().enumerate() {
                     for i in 0..d.in_features {
                         let w = q.weight_q[o * d.in_features + i] as i64;
-                        acc += (x[i] as i64 - qin.zero_point as i64) * w;
+                        *acc += (x[i] as i64 - qin.zero_point as i64) * w;
                     }
-                    let acc = i32::try_from(acc).map_err(|_| {
-                        err(format!("accumulator {acc} overflows int32 at output {o}"))
-                    })?;
-                    let (m, s) = rq[o];
-                    let scaled = multiply_by_quantized_multiplier(acc, m, s).ok_or_else(|| {
-                        err(format!(
-                            "requantization left shift {s} overflows at output {o}"
-                        ))
-                    })?;
-                    let v = (scaled as i64 + qout.zero_point as i64)
-                        .clamp(range.min as i64, range.max as i64);
-                    y.push(v as i8);
                 }
+                requantize_all(&acc, d.out_features, q, qin, qout, node.op.activation())
+                    .map_err(err)?
+            }
+            Op::Conv2d(c) => {
+                let q = c.quant.as_ref().expect("checked above");
+                let x = &values[node.inputs[0].0];
+                let out_shape = &model.tensor(node.output).shape;
+                let mut acc: Vec<i64> = (0..model.tensor(node.output).len())
+                    .map(|i| q.bias_q[i % c.out_channels] as i64)
+                    .collect();
+                conv_taps(
+                    c,
+                    &model.tensor(node.inputs[0]).shape,
+                    out_shape,
+                    |o, i, w| {
+                        acc[o] += (x[i] as i64 - qin.zero_point as i64) * q.weight_q[w] as i64;
+                    },
+                );
+                requantize_all(&acc, c.out_channels, q, qin, qout, c.activation).map_err(err)?
+            }
+            Op::MaxPool(p) => {
+                same_quant(qin, qout).map_err(err)?;
+                let x = &values[node.inputs[0].0];
+                let out = model.tensor(node.output);
+                let mut y = vec![i8::MIN; out.len()];
+                pool_taps(
+                    p,
+                    &model.tensor(node.inputs[0]).shape,
+                    &out.shape,
+                    |o, i| y[o] = y[o].max(x[i]),
+                );
                 y
             }
+            Op::AvgPool(p) => {
+                same_quant(qin, qout).map_err(err)?;
+                let x = &values[node.inputs[0].0];
+                let out = model.tensor(node.output);
+                let mut sum = vec![0i64; out.len()];
+                let mut count = vec![0i64; out.len()];
+                pool_taps(
+                    p,
+                    &model.tensor(node.inputs[0]).shape,
+                    &out.shape,
+                    |o, i| {
+                        sum[o] += x[i] as i64;
+                        count[o] += 1;
+                    },
+                );
+                // TFLite's integer average pool: divide rounding half away from zero.
+                sum.iter()
+                    .zip(&count)
+                    .map(|(&s, &n)| {
+                        let r = if s >= 0 {
+                            (s + n / 2) / n
+                        } else {
+                            (s - n / 2) / n
+                        };
+                        r.clamp(-128, 127) as i8
+                    })
+                    .collect()
+            }
+            Op::Flatten => {
+                same_quant(qin, qout).map_err(err)?;
+                values[node.inputs[0].0].clone()
+            }
             Op::Relu => {
-                if qin != qout {
-                    return Err(err(
-                        "int8 Relu needs equal input and output quantization".into()
-                    ));
-                }
+                same_quant(qin, qout).map_err(err)?;
                 let zp = qin.zero_point.clamp(-128, 127) as i8;
                 values[node.inputs[0].0]
                     .iter()
@@ -86,4 +131,41 @@ pub fn run_all(model: &Model, input: &[i8]) -> Result<Vec<Vec<i8>>, InterpError>
         values[node.output.0] = out;
     }
     Ok(values)
+}
+
+/// Ops that move or compare raw int8 values are only exact when input and output share their
+/// quantization (the quantizer arranges it).
+fn same_quant(qin: ActQuant, qout: ActQuant) -> Result<(), String> {
+    if qin != qout {
+        return Err("needs equal input and output quantization".into());
+    }
+    Ok(())
+}
+
+/// Rescales i64 accumulators (laid out with the channel fastest) to int8 outputs: checked to
+/// fit i32, then TFLite's MultiplyByQuantizedMultiplier, the output zero point, the clamp.
+fn requantize_all(
+    acc: &[i64],
+    channels: usize,
+    q: &WeightQuant,
+    qin: ActQuant,
+    qout: ActQuant,
+    activation: crate::ir::Activation,
+) -> Result<Vec<i8>, String> {
+    let range = ActRange::for_output(qout, activation);
+    let rq = dense_requant(qin.scale, qout.scale, &q.weight_scale);
+    acc.iter()
+        .enumerate()
+        .map(|(k, &acc)| {
+            let o = k % channels;
+            let acc = i32::try_from(acc)
+                .map_err(|_| format!("accumulator {acc} overflows int32 at output {k}"))?;
+            let (m, s) = rq[o];
+            let scaled = multiply_by_quantized_multiplier(acc, m, s)
+                .ok_or_else(|| format!("requantization left shift {s} overflows at output {k}"))?;
+            let v =
+                (scaled as i64 + qout.zero_point as i64).clamp(range.min as i64, range.max as i64);
+            Ok(v as i8)
+        })
+        .collect()
 }

@@ -3,6 +3,7 @@
 
 pub mod float;
 pub mod int8;
+mod window;
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum InterpError {

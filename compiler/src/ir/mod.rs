@@ -116,6 +116,16 @@ pub enum Op {
     Add,
     /// Concatenation of flat tensors along their only axis (cross-layer connections).
     Concat,
+    /// 2-D convolution over an `[H, W, C]` tensor (grouped: 1 group or depthwise).
+    Conv2d(Conv2d),
+    /// Max over each window. Quantized, the output shares the input's parameters.
+    MaxPool(Pool),
+    /// Mean over the valid (non-padding) elements of each window, rounded half away from zero
+    /// when quantized (TFLite's integer average pool); the output shares the input's parameters.
+    AvgPool(Pool),
+    /// `[H, W, C]` to `[H*W*C]` in memory order (channels fastest): a relabelling, no data moves.
+    /// Quantized, the output shares the input's parameters.
+    Flatten,
 }
 
 impl Op {
@@ -125,7 +135,94 @@ impl Op {
             Op::Relu => "Relu",
             Op::Add => "Add",
             Op::Concat => "Concat",
+            Op::Conv2d(c) if c.is_depthwise() => "DWConv2d",
+            Op::Conv2d(_) => "Conv2d",
+            Op::MaxPool(_) => "MaxPool",
+            Op::AvgPool(_) => "AvgPool",
+            Op::Flatten => "Flatten",
         }
+    }
+
+    /// The trainable, prunable weights of a Dense or Conv2d node.
+    pub fn weights(&self) -> Option<LayerWeights<'_>> {
+        match self {
+            Op::Dense(d) => Some(LayerWeights {
+                weight: &d.weight,
+                bias: &d.bias,
+                mask: &d.mask,
+                out_channels: d.out_features,
+            }),
+            Op::Conv2d(c) => Some(LayerWeights {
+                weight: &c.weight,
+                bias: &c.bias,
+                mask: &c.mask,
+                out_channels: c.out_channels,
+            }),
+            _ => None,
+        }
+    }
+
+    /// Mutable view of [`Op::weights`]. Callers keep the invariant that a dormant connection
+    /// (mask off) has weight exactly 0.
+    pub fn weights_mut(&mut self) -> Option<LayerWeightsMut<'_>> {
+        match self {
+            Op::Dense(d) => Some(LayerWeightsMut {
+                weight: &mut d.weight,
+                bias: &mut d.bias,
+                mask: &mut d.mask,
+                out_channels: d.out_features,
+            }),
+            Op::Conv2d(c) => Some(LayerWeightsMut {
+                weight: &mut c.weight,
+                bias: &mut c.bias,
+                mask: &mut c.mask,
+                out_channels: c.out_channels,
+            }),
+            _ => None,
+        }
+    }
+
+    /// Per-output-channel int8 parameters of a quantized Dense or Conv2d node.
+    pub fn weight_quant(&self) -> Option<&WeightQuant> {
+        match self {
+            Op::Dense(d) => d.quant.as_ref(),
+            Op::Conv2d(c) => c.quant.as_ref(),
+            _ => None,
+        }
+    }
+
+    /// The fused activation of a Dense or Conv2d node.
+    pub fn activation(&self) -> Activation {
+        match self {
+            Op::Dense(d) => d.activation,
+            Op::Conv2d(c) => c.activation,
+            _ => Activation::None,
+        }
+    }
+}
+
+/// Weights of a Dense or Conv2d layer seen uniformly: `weight` is `[out_channels][fan]`
+/// row-major in both (a conv filter is `[kh][kw][in/groups]`), so pruning and growth treat
+/// a filter exactly like a neuron's row.
+pub struct LayerWeights<'a> {
+    pub weight: &'a [f32],
+    pub bias: &'a [f32],
+    pub mask: &'a Mask,
+    pub out_channels: usize,
+}
+
+/// Mutable [`LayerWeights`].
+pub struct LayerWeightsMut<'a> {
+    pub weight: &'a mut Vec<f32>,
+    pub bias: &'a mut Vec<f32>,
+    pub mask: &'a mut Mask,
+    pub out_channels: usize,
+}
+
+impl LayerWeights<'_> {
+    /// Weights per output channel.
+    pub fn fan(&self) -> usize {
+        self.weight.len() / self.out_channels.max(1)
     }
 }
 
@@ -134,6 +231,19 @@ pub enum Activation {
     #[default]
     None,
     Relu,
+    /// `min(max(x, 0), 6)` (MobileNet's activation); quantized, a clamp to `[q(0), q(6)]`.
+    Relu6,
+}
+
+impl Activation {
+    /// The float function.
+    pub fn apply(self, x: f32) -> f32 {
+        match self {
+            Activation::None => x,
+            Activation::Relu => x.max(0.0),
+            Activation::Relu6 => x.clamp(0.0, 6.0),
+        }
+    }
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -149,7 +259,7 @@ pub struct Dense {
     #[serde(default)]
     pub activation: Activation,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub quant: Option<DenseQuant>,
+    pub quant: Option<WeightQuant>,
 }
 
 impl Dense {
@@ -176,9 +286,163 @@ impl Dense {
     }
 }
 
-/// Int8 weights symmetric per output channel, int32 bias with scale `s_in * s_w[o]`.
+/// 2-D convolution, TFLite/CMSIS-NN layout: input `[H, W, in_channels]`, output
+/// `[OH, OW, out_channels]` with `OH = (H + pad_top + pad_bottom - kh) / stride_h + 1`
+/// (see [`conv_out_len`]); padding reads as real 0.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
-pub struct DenseQuant {
+pub struct Conv2d {
+    pub in_channels: usize,
+    pub out_channels: usize,
+    /// `[kh, kw]`.
+    pub kernel: [usize; 2],
+    /// `[stride_h, stride_w]`.
+    pub stride: [usize; 2],
+    /// `[top, left, bottom, right]`.
+    pub padding: [usize; 4],
+    /// 1 (ordinary convolution) or `in_channels` (depthwise: output channel `o` reads input
+    /// channel `o / (out_channels / in_channels)`).
+    #[serde(default = "one")]
+    pub groups: usize,
+    /// `[out_channels][kh][kw][in_channels / groups]` row-major (OHWI, TFLite's filter layout).
+    pub weight: Vec<f32>,
+    pub bias: Vec<f32>,
+    /// Which connections exist. A dormant connection (false) has weight exactly 0.
+    pub mask: Mask,
+    #[serde(default)]
+    pub activation: Activation,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quant: Option<WeightQuant>,
+}
+
+fn one() -> usize {
+    1
+}
+
+impl Conv2d {
+    /// A convolution with every connection active.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        in_channels: usize,
+        out_channels: usize,
+        kernel: [usize; 2],
+        stride: [usize; 2],
+        padding: [usize; 4],
+        groups: usize,
+        weight: Vec<f32>,
+        bias: Vec<f32>,
+        activation: Activation,
+    ) -> Self {
+        Conv2d {
+            in_channels,
+            out_channels,
+            kernel,
+            stride,
+            padding,
+            groups,
+            mask: Mask::full(weight.len()),
+            weight,
+            bias,
+            activation,
+            quant: None,
+        }
+    }
+    pub fn is_depthwise(&self) -> bool {
+        self.groups > 1
+    }
+    /// Input channels each filter reads.
+    pub fn channels_per_group(&self) -> usize {
+        self.in_channels / self.groups.max(1)
+    }
+    /// Weights per filter: `kh * kw * in_channels / groups`.
+    pub fn fan_in(&self) -> usize {
+        self.kernel[0] * self.kernel[1] * self.channels_per_group()
+    }
+    /// Output `[OH, OW, out_channels]` for an input `[H, W, in_channels]`, or None when the
+    /// window does not fit.
+    pub fn output_shape(&self, in_h: usize, in_w: usize) -> Option<Vec<usize>> {
+        let oh = conv_out_len(
+            in_h,
+            self.kernel[0],
+            self.stride[0],
+            self.padding[0],
+            self.padding[2],
+        )?;
+        let ow = conv_out_len(
+            in_w,
+            self.kernel[1],
+            self.stride[1],
+            self.padding[1],
+            self.padding[3],
+        )?;
+        Some(vec![oh, ow, self.out_channels])
+    }
+    pub fn nonzero_weights(&self) -> usize {
+        self.mask.count_ones()
+    }
+}
+
+/// A pooling window: no weights.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq)]
+pub struct Pool {
+    /// `[kh, kw]`.
+    pub kernel: [usize; 2],
+    /// `[stride_h, stride_w]`.
+    pub stride: [usize; 2],
+    /// `[top, left, bottom, right]`; padded positions are skipped (not counted by AvgPool).
+    #[serde(default)]
+    pub padding: [usize; 4],
+}
+
+impl Pool {
+    /// A `k x k` window with stride `k` and no padding (LeNet's pooling).
+    pub fn square(k: usize) -> Self {
+        Pool {
+            kernel: [k, k],
+            stride: [k, k],
+            padding: [0; 4],
+        }
+    }
+    /// Output `[OH, OW, C]` for an input `[H, W, C]`.
+    pub fn output_shape(&self, in_shape: &[usize]) -> Option<Vec<usize>> {
+        let [h, w, c] = *in_shape else { return None };
+        let oh = conv_out_len(
+            h,
+            self.kernel[0],
+            self.stride[0],
+            self.padding[0],
+            self.padding[2],
+        )?;
+        let ow = conv_out_len(
+            w,
+            self.kernel[1],
+            self.stride[1],
+            self.padding[1],
+            self.padding[3],
+        )?;
+        Some(vec![oh, ow, c])
+    }
+}
+
+/// Output length of a sliding window: `(len + pad_before + pad_after - k) / stride + 1`, or
+/// None when the window is larger than the padded input or a size is zero.
+pub fn conv_out_len(
+    len: usize,
+    k: usize,
+    stride: usize,
+    pad_before: usize,
+    pad_after: usize,
+) -> Option<usize> {
+    let padded = len + pad_before + pad_after;
+    if k == 0 || stride == 0 || len == 0 || padded < k || pad_before >= k || pad_after >= k {
+        return None;
+    }
+    Some((padded - k) / stride + 1)
+}
+
+/// Int8 weights symmetric per output channel, int32 bias with scale `s_in * s_w[o]`
+/// (Dense and Conv2d alike).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct WeightQuant {
     /// One per output channel; 0 for a channel without any weight.
     pub weight_scale: Vec<f32>,
     /// Row-major like [`Dense::weight`], in [-127, 127].
@@ -224,10 +488,10 @@ impl Model {
     /// True when every tensor and every weighted node carries quantization parameters.
     pub fn is_quantized(&self) -> bool {
         self.tensors.iter().all(|t| t.quant.is_some())
-            && self.nodes.iter().all(|n| match &n.op {
-                Op::Dense(d) => d.quant.is_some(),
-                _ => true,
-            })
+            && self
+                .nodes
+                .iter()
+                .all(|n| n.op.weights().is_none() || n.op.weight_quant().is_some())
     }
 
     /// Adds a tensor and returns its id.

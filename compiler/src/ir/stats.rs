@@ -32,14 +32,26 @@ impl Model {
             .nodes
             .iter()
             .map(|n| {
-                let (params_total, params_nonzero, macs_dense, macs) = match &n.op {
-                    Op::Dense(d) => (
-                        d.weight.len() + d.bias.len(),
-                        d.nonzero_weights() + d.bias.len(),
-                        d.weight.len(),
-                        d.nonzero_weights(),
-                    ),
-                    Op::Relu | Op::Add | Op::Concat => (0, 0, 0, 0),
+                // A weight is used once per output position: once for Dense, OH*OW times
+                // for a convolution filter.
+                let positions = match &n.op {
+                    Op::Conv2d(_) => {
+                        let s = &self.tensor(n.output).shape;
+                        s[0] * s[1]
+                    }
+                    _ => 1,
+                };
+                let (params_total, params_nonzero, macs_dense, macs) = match n.op.weights() {
+                    Some(w) => {
+                        let nz = w.mask.count_ones();
+                        (
+                            w.weight.len() + w.bias.len(),
+                            nz + w.bias.len(),
+                            w.weight.len() * positions,
+                            nz * positions,
+                        )
+                    }
+                    None => (0, 0, 0, 0),
                 };
                 NodeStats {
                     name: n.name.clone(),

@@ -119,3 +119,93 @@ fn multi_input_nodes_are_expressible() {
     let back = Model::from_json(&m.to_json()).unwrap();
     assert_eq!(back, m);
 }
+
+/// A small LeNet-shaped CNN on a 6x6x1 image: conv 3x3 pad 1 (4 maps, ReLU) -> maxpool 2 ->
+/// depthwise 3x3 pad 1 (ReLU6) -> avgpool 3 (padding on one side) -> flatten -> dense 3.
+/// Weights are deterministic and some are pruned (mask off, weight 0).
+pub(crate) fn tiny_cnn() -> Model {
+    use super::{Conv2d, Pool};
+    let mut m = Model::with_input("tiny-cnn", vec![6, 6, 1], Preprocess::identity(), vec![]);
+    let det = |k: usize, scale: f32| ((k * 37 + 11) % 23) as f32 / 23.0 * scale - scale / 2.0;
+    let w1: Vec<f32> = (0..4 * 9).map(|k| det(k, 1.2)).collect();
+    let mut c1 = Conv2d::new(
+        1,
+        4,
+        [3, 3],
+        [1, 1],
+        [1, 1, 1, 1],
+        1,
+        w1,
+        vec![0.1, -0.2, 0.05, 0.0],
+        Activation::Relu,
+    );
+    for i in [0, 5, 13, 30] {
+        c1.mask.set(i, false);
+        c1.weight[i] = 0.0;
+    }
+    let x = m.add_node("conv1", Op::Conv2d(c1), vec![m.inputs[0]], vec![6, 6, 4]);
+    let x = m.add_node(
+        "pool1",
+        Op::MaxPool(Pool::square(2)),
+        vec![x],
+        vec![3, 3, 4],
+    );
+    let w2: Vec<f32> = (0..4 * 9).map(|k| det(k + 5, 2.0)).collect();
+    let c2 = Conv2d::new(
+        4,
+        4,
+        [3, 3],
+        [1, 1],
+        [1, 1, 1, 1],
+        4,
+        w2,
+        vec![0.3, 0.0, -0.1, 0.2],
+        Activation::Relu6,
+    );
+    let x = m.add_node("dw2", Op::Conv2d(c2), vec![x], vec![3, 3, 4]);
+    let avg = Pool {
+        kernel: [2, 2],
+        stride: [2, 2],
+        padding: [1, 1, 0, 0],
+    };
+    let x = m.add_node("pool2", Op::AvgPool(avg), vec![x], vec![2, 2, 4]);
+    let x = m.add_node("flat", Op::Flatten, vec![x], vec![16]);
+    let w3: Vec<f32> = (0..3 * 16).map(|k| det(k + 3, 1.0)).collect();
+    let d = Dense::new(16, 3, w3, vec![0.0, 0.1, -0.1], Activation::None);
+    let y = m.add_node("fc", Op::Dense(d), vec![x], vec![3]);
+    m.outputs.push(y);
+    m.validate().expect("tiny_cnn is valid");
+    m
+}
+
+#[test]
+fn tiny_cnn_stats_count_conv_macs_per_position() {
+    let s = tiny_cnn().stats();
+    // conv1: 36 weights, 4 pruned, 6x6 positions.
+    assert_eq!(s.nodes[0].macs_dense, 36 * 36);
+    assert_eq!(s.nodes[0].macs, 32 * 36);
+    assert_eq!(s.nodes[0].params_nonzero, 32 + 4);
+    // depthwise: 36 weights over 3x3 positions.
+    assert_eq!(s.nodes[2].macs, 36 * 9);
+    assert_eq!(s.nodes[2].op, "DWConv2d");
+}
+
+#[test]
+fn conv_shape_errors_are_reported() {
+    let mut m = tiny_cnn();
+    m.tensors[m.nodes[0].output.0].shape = vec![5, 5, 4];
+    let e = m.validate().unwrap_err().to_string();
+    assert!(e.contains("conv1") && e.contains("cannot produce"), "{e}");
+    let mut m = tiny_cnn();
+    if let Op::Conv2d(c) = &mut m.nodes[2].op {
+        c.groups = 2;
+    }
+    let e = m.validate().unwrap_err().to_string();
+    assert!(e.contains("groups"), "{e}");
+}
+
+#[test]
+fn conv_ir_round_trips_through_json() {
+    let m = tiny_cnn();
+    assert_eq!(Model::from_json(&m.to_json()).unwrap(), m);
+}

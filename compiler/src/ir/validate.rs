@@ -131,37 +131,50 @@ impl Model {
                         d.in_features, d.out_features
                     ));
                 }
-                let n_w = d.in_features * d.out_features;
-                if d.weight.len() != n_w || d.mask.len() != n_w || d.bias.len() != d.out_features {
+                check_weights(name, &node.op)?;
+            }
+            Op::Conv2d(c) => {
+                arity(1)?;
+                let in_shape = shape_of(node.inputs[0]);
+                if c.groups == 0
+                    || c.in_channels % c.groups != 0
+                    || c.out_channels % c.groups != 0
+                    || (c.groups != 1 && c.groups != c.in_channels)
+                {
                     return invalid(format!(
-                        "node {name:?}: weight/mask/bias lengths {}/{}/{} do not match {}x{}",
-                        d.weight.len(),
-                        d.mask.len(),
-                        d.bias.len(),
-                        d.out_features,
-                        d.in_features
+                        "node {name:?}: Conv2d groups {} must be 1 or in_channels ({}) and divide out_channels ({})",
+                        c.groups, c.in_channels, c.out_channels
                     ));
                 }
-                if let Some(i) = (0..n_w).find(|&i| !d.mask.get(i) && d.weight[i] != 0.0) {
+                let expected = match in_shape[..] {
+                    [h, w, ch] if ch == c.in_channels => c.output_shape(h, w),
+                    _ => None,
+                };
+                if expected.as_ref() != Some(&out) {
                     return invalid(format!(
-                        "node {name:?}: dormant connection {i} has nonzero weight {}",
-                        d.weight[i]
+                        "node {name:?}: Conv2d {}->{} kernel {:?} stride {:?} padding {:?} applied to {in_shape:?} cannot produce {out:?}",
+                        c.in_channels, c.out_channels, c.kernel, c.stride, c.padding
                     ));
                 }
-                if let Some(q) = &d.quant {
-                    if q.weight_q.len() != n_w
-                        || q.bias_q.len() != d.out_features
-                        || q.weight_scale.len() != d.out_features
-                    {
-                        return invalid(format!(
-                            "node {name:?}: quantized parameter lengths are wrong"
-                        ));
-                    }
-                    if q.weight_q.contains(&i8::MIN) {
-                        return invalid(format!(
-                            "node {name:?}: int8 weights must lie in [-127, 127] (symmetric)"
-                        ));
-                    }
+                check_weights(name, &node.op)?;
+            }
+            Op::MaxPool(p) | Op::AvgPool(p) => {
+                arity(1)?;
+                let in_shape = shape_of(node.inputs[0]);
+                if p.output_shape(&in_shape).as_ref() != Some(&out) {
+                    return invalid(format!(
+                        "node {name:?}: {} kernel {:?} stride {:?} padding {:?} applied to {in_shape:?} cannot produce {out:?}",
+                        node.op.kind(), p.kernel, p.stride, p.padding
+                    ));
+                }
+            }
+            Op::Flatten => {
+                arity(1)?;
+                let in_len: usize = shape_of(node.inputs[0]).iter().product();
+                if out != vec![in_len] {
+                    return invalid(format!(
+                        "node {name:?}: Flatten of {in_len} values cannot produce {out:?}"
+                    ));
                 }
             }
             Op::Relu => {
@@ -198,4 +211,48 @@ impl Model {
         }
         Ok(())
     }
+}
+
+/// Parameter lengths, the dormant-is-zero invariant and the int8 range of a weighted node.
+fn check_weights(name: &str, op: &Op) -> Result<(), IrError> {
+    let Some(w) = op.weights() else {
+        return Ok(());
+    };
+    let fan = match op {
+        Op::Dense(d) => d.in_features,
+        Op::Conv2d(c) => c.fan_in(),
+        _ => unreachable!("weights() is Some only for Dense and Conv2d"),
+    };
+    let n_w = fan * w.out_channels;
+    if w.weight.len() != n_w || w.mask.len() != n_w || w.bias.len() != w.out_channels {
+        return invalid(format!(
+            "node {name:?}: weight/mask/bias lengths {}/{}/{} do not match {} channels x {fan}",
+            w.weight.len(),
+            w.mask.len(),
+            w.bias.len(),
+            w.out_channels,
+        ));
+    }
+    if let Some(i) = (0..n_w).find(|&i| !w.mask.get(i) && w.weight[i] != 0.0) {
+        return invalid(format!(
+            "node {name:?}: dormant connection {i} has nonzero weight {}",
+            w.weight[i]
+        ));
+    }
+    if let Some(q) = op.weight_quant() {
+        if q.weight_q.len() != n_w
+            || q.bias_q.len() != w.out_channels
+            || q.weight_scale.len() != w.out_channels
+        {
+            return invalid(format!(
+                "node {name:?}: quantized parameter lengths are wrong"
+            ));
+        }
+        if q.weight_q.contains(&i8::MIN) {
+            return invalid(format!(
+                "node {name:?}: int8 weights must lie in [-127, 127] (symmetric)"
+            ));
+        }
+    }
+    Ok(())
 }

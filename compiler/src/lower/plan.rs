@@ -184,7 +184,7 @@ pub(super) fn plan(model: &Model, storage: StoragePolicy) -> Result<Plan, LowerE
                 let zero_point = qin.zero_point.clamp(-128, 127) as i8;
                 (StepKind::Relu { zero_point }, dst)
             }
-            Op::Add | Op::Concat => unreachable!("rejected by check_chain"),
+            _ => unreachable!("rejected by check_chain"),
         };
         steps.push(Step {
             index: k,
@@ -221,7 +221,7 @@ fn check_chain(model: &Model) -> Result<(), LowerError> {
     };
     // Unsupported ops first, so that a DAG with an Add or Concat names that node.
     for node in &model.nodes {
-        if let Op::Add | Op::Concat = node.op {
+        if !matches!(node.op, Op::Dense(_) | Op::Relu) {
             return Err(LowerError::Unsupported {
                 node: node.name.clone(),
                 msg: format!(
@@ -326,7 +326,7 @@ fn dense_layer(
     let q = d.quant.as_ref().expect("checked");
     let n_in = d.in_features;
     let rq = dense_requant(qin.scale, qout.scale, &q.weight_scale);
-    let range = ActRange::for_output(qout, d.activation == Activation::Relu);
+    let range = ActRange::for_output(qout, d.activation);
     let mut folded_bias = Vec::with_capacity(d.out_features);
     for (o, (&bias, &(_, shift))) in q.bias_q.iter().zip(&rq).enumerate() {
         let row = &q.weight_q[o * n_in..(o + 1) * n_in];

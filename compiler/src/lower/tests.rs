@@ -263,7 +263,7 @@ fn folded_bias_and_requant_match_the_formulas() {
         let rq = quant::dense_requant(qin.scale, qout.scale, &q.weight_scale);
         assert_eq!(d.multiplier, rq.iter().map(|r| r.0).collect::<Vec<_>>());
         assert_eq!(d.shift, rq.iter().map(|r| r.1).collect::<Vec<_>>());
-        let range = quant::ActRange::for_output(qout, dense.activation == Activation::Relu);
+        let range = quant::ActRange::for_output(qout, dense.activation);
         assert_eq!((d.act_min, d.act_max), (range.min, range.max));
         assert_eq!(d.output_offset, qout.zero_point);
     }
@@ -436,7 +436,7 @@ fn empty_model_and_bad_crate_names_are_refused() {
     assert!(file(&c, "src/lib.rs").contains("my_model_2::predict"));
 }
 
-fn dense_quant_mut(m: &mut Model, node: usize) -> &mut crate::ir::DenseQuant {
+fn dense_quant_mut(m: &mut Model, node: usize) -> &mut crate::ir::WeightQuant {
     match &mut m.nodes[node].op {
         Op::Dense(d) => d.quant.as_mut().unwrap(),
         _ => panic!("not dense"),

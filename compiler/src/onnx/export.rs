@@ -46,6 +46,12 @@ pub fn export_float(model: &Model) -> Result<Vec<u8>, OnnxError> {
             Op::Relu => g.node("Relu", &node.name, &ins, &out, vec![]),
             Op::Add => g.add_chain(&node.name, &ins, &out),
             Op::Concat => g.node("Concat", &node.name, &ins, &out, vec![attr_int("axis", 1)]),
+            other => {
+                return Err(OnnxError::Unsupported {
+                    node: node.name.clone(),
+                    op: other.kind(),
+                })
+            }
         }
     }
     g.finish_output(model, &mut names);
@@ -181,6 +187,12 @@ fn export_qdq(model: &Model, io: Io) -> Result<Vec<u8>, OnnxError> {
             Op::Relu => g.node("Relu", &node.name, &ins, &pre, vec![]),
             Op::Add => g.add_chain(&node.name, &ins, &pre),
             Op::Concat => g.node("Concat", &node.name, &ins, &pre, vec![attr_int("axis", 1)]),
+            other => {
+                return Err(OnnxError::Unsupported {
+                    node: node.name.clone(),
+                    op: other.kind(),
+                })
+            }
         }
         emit_qdq(&mut g, &mut q_names, &mut f_names, node.output, &pre);
     }
@@ -392,7 +404,19 @@ impl GraphBuilder {
                 self.node("Gemm", name, &ins, &gemm, trans_b);
                 self.node("Relu", &format!("{name}.relu"), &[gemm], out, vec![]);
             }
+            Activation::Relu6 => {
+                let gemm = self.unique(&format!("{name}.gemm"));
+                self.node("Gemm", name, &ins, &gemm, trans_b);
+                self.relu6(&format!("{name}.relu6"), &gemm, out);
+            }
         }
+    }
+
+    /// `Clip(x, 0, 6)`; since opset 11 the bounds are inputs, not attributes.
+    fn relu6(&mut self, name: &str, x: &str, out: &str) {
+        let lo = self.init_f32(&format!("{name}.min"), &[], &[0.0]);
+        let hi = self.init_f32(&format!("{name}.max"), &[], &[6.0]);
+        self.node("Clip", name, &[x.to_string(), lo, hi], out, vec![]);
     }
 
     /// `((a + b) + c) + …`: binary `Add`s in the reference's summation order.

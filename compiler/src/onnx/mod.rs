@@ -76,6 +76,8 @@ pub enum OnnxError {
     BadTensorQuant { tensor: String, msg: String },
     #[error("node {node:?}: {msg}")]
     BadNodeQuant { node: String, msg: String },
+    #[error("node {node:?}: {op} cannot be exported to ONNX yet")]
+    Unsupported { node: String, op: &'static str },
     #[error("tract rejected the ONNX model: {0}")]
     Tract(String),
     #[error("tract panicked on the ONNX model: {0}")]

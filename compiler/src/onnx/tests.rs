@@ -1,7 +1,7 @@
 use super::*;
 use crate::interp;
 use crate::ir::tests::tiny_mlp;
-use crate::ir::{Activation, Dense, DenseQuant, Mask, Model, Op, Preprocess, IR_VERSION};
+use crate::ir::{Activation, Dense, Mask, Model, Op, Preprocess, WeightQuant, IR_VERSION};
 use crate::quant;
 use prost::Message;
 use rand::{Rng, SeedableRng};
@@ -274,7 +274,7 @@ fn int8_dag_matches_fake_quant_reference() {
     for i in 0..q.nodes.len() {
         let s_in = q.tensors[q.nodes[i].inputs[0].0].quant.unwrap().scale;
         if let Op::Dense(d) = &mut q.nodes[i].op {
-            let mut dq = DenseQuant {
+            let mut dq = WeightQuant {
                 weight_scale: vec![],
                 weight_q: vec![],
                 bias_q: vec![],
@@ -339,11 +339,7 @@ fn fake_quant_run(q: &Model, x: &[f32]) -> Vec<f32> {
                         for (&w, &v) in row.iter().zip(ins[0].iter()) {
                             acc += w as f32 * sw * v;
                         }
-                        if d.activation == Activation::Relu {
-                            acc.max(0.0)
-                        } else {
-                            acc
-                        }
+                        d.activation.apply(acc)
                     })
                     .collect()
             }
@@ -356,6 +352,7 @@ fn fake_quant_run(q: &Model, x: &[f32]) -> Vec<f32> {
                 acc
             }
             Op::Concat => ins.iter().flat_map(|v| v.iter().copied()).collect(),
+            other => panic!("fake-quant reference has no {} yet", other.kind()),
         };
         let aq = qa(node.output);
         values[node.output.0] = pre.into_iter().map(|v| fq(v, aq)).collect();

@@ -9,7 +9,7 @@ mod multiplier;
 pub use multiplier::quantize_multiplier;
 
 use crate::interp::{self, InterpError};
-use crate::ir::{ActQuant, DenseQuant, Model, Op};
+use crate::ir::{ActQuant, Activation, LayerWeights, Model, Op, WeightQuant};
 
 #[derive(Debug, thiserror::Error)]
 pub enum QuantError {
@@ -21,7 +21,9 @@ pub enum QuantError {
     Unsupported { node: String, msg: String },
 }
 
-/// The clamp an int8 output gets: the full range, or `[zp, 127]` under a fused ReLU.
+/// The clamp an int8 output gets: the full range, `[zp, 127]` under a fused ReLU, or
+/// `[zp, zp + round(6 / scale)]` (capped at 127) under ReLU6, as TFLite's
+/// `CalculateActivationRangeQuantized` computes it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ActRange {
     pub min: i8,
@@ -29,17 +31,26 @@ pub struct ActRange {
 }
 
 impl ActRange {
-    pub fn for_output(q: ActQuant, relu: bool) -> ActRange {
-        let min = if relu {
-            q.zero_point.clamp(-128, 127) as i8
-        } else {
-            -128
-        };
-        ActRange { min, max: 127 }
+    pub fn for_output(q: ActQuant, activation: Activation) -> ActRange {
+        let zp = q.zero_point.clamp(-128, 127) as i8;
+        match activation {
+            Activation::None => ActRange {
+                min: -128,
+                max: 127,
+            },
+            Activation::Relu => ActRange { min: zp, max: 127 },
+            Activation::Relu6 => {
+                let six = (6.0 / q.scale as f64).round() as i64 + q.zero_point as i64;
+                ActRange {
+                    min: zp,
+                    max: six.clamp(zp as i64, 127) as i8,
+                }
+            }
+        }
     }
 }
 
-/// (multiplier, shift) per output channel for a Dense layer: `s_in·s_w[o] / s_out` in f64.
+/// (multiplier, shift) per output channel for a Dense or Conv2d layer: `s_in·s_w[o] / s_out` in f64.
 pub fn dense_requant(s_in: f32, s_out: f32, weight_scale: &[f32]) -> Vec<(i32, i32)> {
     weight_scale
         .iter()
@@ -91,11 +102,13 @@ pub fn quantize(model: &Model, samples: &[Vec<f32>]) -> Result<Model, QuantError
     for (t, &(lo, hi)) in q.tensors.iter_mut().zip(&ranges) {
         t.quant = Some(choose_act_quant(lo, hi));
     }
-    // A standalone ReLU keeps its input's parameters, so it is a plain max with the zero point.
+    // Ops that only select or average input values keep their input's parameters: ReLU is then a
+    // plain max with the zero point, pools compare or average raw int8 values, Flatten moves
+    // nothing.
     for i in 0..q.nodes.len() {
         let node = &q.nodes[i];
         match &node.op {
-            Op::Relu => {
+            Op::Relu | Op::MaxPool(_) | Op::AvgPool(_) | Op::Flatten => {
                 let qin = q.tensors[node.inputs[0].0].quant;
                 let out = node.output.0;
                 q.tensors[out].quant = qin;
@@ -106,25 +119,34 @@ pub fn quantize(model: &Model, samples: &[Vec<f32>]) -> Result<Model, QuantError
                     msg: format!("int8 {} is not supported yet", node.op.kind()),
                 })
             }
-            Op::Dense(_) => {}
+            Op::Dense(_) | Op::Conv2d(_) => {}
         }
     }
     for i in 0..q.nodes.len() {
         let s_in = q.tensors[q.nodes[i].inputs[0].0].quant.unwrap().scale;
         let s_out = q.tensors[q.nodes[i].output.0].quant.unwrap().scale;
-        if let Op::Dense(d) = &mut q.nodes[i].op {
-            d.quant = Some(quantize_dense(d, s_in, s_out));
+        let op = &mut q.nodes[i].op;
+        let wq = match op.weights() {
+            Some(w) => quantize_weights(&w, s_in, s_out),
+            None => continue,
+        };
+        match op {
+            Op::Dense(d) => d.quant = Some(wq),
+            Op::Conv2d(c) => c.quant = Some(wq),
+            _ => unreachable!("weights() is Some only for Dense and Conv2d"),
         }
     }
     Ok(q)
 }
 
-fn quantize_dense(d: &crate::ir::Dense, s_in: f32, s_out: f32) -> DenseQuant {
-    let n_in = d.in_features;
-    let mut weight_scale = Vec::with_capacity(d.out_features);
+/// Per-output-channel symmetric int8 weights and int32 biases of a Dense or Conv2d layer (a
+/// conv filter is a row of `kh·kw·cin/groups` weights).
+fn quantize_weights(d: &LayerWeights, s_in: f32, s_out: f32) -> WeightQuant {
+    let n_in = d.fan();
+    let mut weight_scale = Vec::with_capacity(d.out_channels);
     let mut weight_q = Vec::with_capacity(d.weight.len());
-    let mut bias_q = Vec::with_capacity(d.out_features);
-    for o in 0..d.out_features {
+    let mut bias_q = Vec::with_capacity(d.out_channels);
+    for o in 0..d.out_channels {
         let row = &d.weight[o * n_in..(o + 1) * n_in];
         let max_abs = row.iter().fold(0f32, |m, w| m.max(w.abs()));
         // A channel without weights (all pruned) would get scale 0 and a bias it cannot express.
@@ -144,7 +166,7 @@ fn quantize_dense(d: &crate::ir::Dense, s_in: f32, s_out: f32) -> DenseQuant {
         let b = (d.bias[o] as f64 / bias_scale).round();
         bias_q.push(b.clamp(i32::MIN as f64, i32::MAX as f64) as i32);
     }
-    DenseQuant {
+    WeightQuant {
         weight_scale,
         weight_q,
         bias_q,

@@ -95,3 +95,78 @@ fn empty_channel_gets_no_nan_and_outputs_its_bias() {
     let deq = s_h.scale * (h1 as f32 - s_h.zero_point as f32);
     assert!((deq - 0.3).abs() <= s_h.scale, "{deq}");
 }
+
+fn cnn_samples() -> Vec<Vec<f32>> {
+    (0..40)
+        .map(|i| {
+            (0..36)
+                .map(|j| ((i * 5 + j * 7) % 19) as f32 / 9.0 - 0.6)
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn conv_pool_flatten_quantize_and_track_float() {
+    let m = crate::ir::tests::tiny_cnn();
+    let q = quantize(&m, &cnn_samples()).unwrap();
+    assert!(q.is_quantized());
+    // Pools and Flatten share their input's parameters (they move raw int8 values).
+    for n in &q.nodes {
+        if matches!(n.op, Op::MaxPool(_) | Op::AvgPool(_) | Op::Flatten) {
+            assert_eq!(
+                q.tensor(n.inputs[0]).quant,
+                q.tensor(n.output).quant,
+                "{}",
+                n.name
+            );
+        }
+    }
+    let Op::Conv2d(c) = &q.nodes[0].op else {
+        panic!()
+    };
+    let wq = c.quant.as_ref().unwrap();
+    assert_eq!(wq.weight_q[5], 0, "pruned conv weight stays 0");
+    for o in 0..4 {
+        let row = &wq.weight_q[o * 9..(o + 1) * 9];
+        assert_eq!(row.iter().map(|w| w.unsigned_abs()).max(), Some(127));
+    }
+    // Every intermediate tensor of the int8 reference is within a few output steps of the
+    // float model (errors accumulate by about one step per layer).
+    for x in cnn_samples() {
+        let f = interp::float::run_all(&m, &x).unwrap();
+        let i = interp::int8::run_all(&q, &quantize_input(&q, &x)).unwrap();
+        for (t, tensor) in q.tensors.iter().enumerate() {
+            let aq = tensor.quant.unwrap();
+            for (k, (&fv, &iv)) in f[t].iter().zip(&i[t]).enumerate() {
+                let deq = aq.scale * (iv as i32 - aq.zero_point) as f32;
+                assert!(
+                    (deq - fv).abs() <= 4.0 * aq.scale,
+                    "tensor {} [{k}]: int8 {deq} vs float {fv} (scale {})",
+                    tensor.name,
+                    aq.scale
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn relu6_range_clamps_at_six() {
+    let q = ActQuant {
+        scale: 0.05,
+        zero_point: -100,
+    };
+    let r = ActRange::for_output(q, Activation::Relu6);
+    assert_eq!((r.min, r.max), (-100, 20));
+    let wide = ActQuant {
+        scale: 0.1,
+        zero_point: -128,
+    };
+    assert_eq!(ActRange::for_output(wide, Activation::Relu6).max, -68);
+    let narrow = ActQuant {
+        scale: 0.01,
+        zero_point: 0,
+    };
+    assert_eq!(ActRange::for_output(narrow, Activation::Relu6).max, 127);
+}

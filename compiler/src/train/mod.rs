@@ -96,6 +96,8 @@ pub enum TrainError {
     Shape { expected: usize, found: usize },
     #[error("label {label} is out of range for a model with {classes} outputs")]
     Label { label: u32, classes: usize },
+    #[error("node {node:?}: {op} layers cannot be trained yet")]
+    Unsupported { node: String, op: &'static str },
 }
 
 /// Fraction of samples whose float argmax matches the label.
@@ -151,6 +153,20 @@ pub fn train(
         return Err(TrainError::Label { label, classes });
     }
 
+    if let Some(node) = model.nodes.iter().find(|n| {
+        !matches!(
+            n.op,
+            crate::ir::Op::Dense(_)
+                | crate::ir::Op::Relu
+                | crate::ir::Op::Add
+                | crate::ir::Op::Concat
+        )
+    }) {
+        return Err(TrainError::Unsupported {
+            node: node.name.clone(),
+            op: node.op.kind(),
+        });
+    }
     let device = Device::flex().autodiff();
     let (mut net, masks) = Net::from_model(model, &device);
     let mut optim = AdamConfig::new().init();

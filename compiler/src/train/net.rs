@@ -114,6 +114,7 @@ impl Net {
                     k += 1;
                     match d.activation {
                         Activation::Relu => relu(y),
+                        Activation::Relu6 => y.clamp(0.0, 6.0),
                         Activation::None => y,
                     }
                 }
@@ -126,6 +127,7 @@ impl Net {
                 Op::Concat => {
                     Tensor::cat(node.inputs.iter().map(|&id| get(&values, id)).collect(), 1)
                 }
+                other => unreachable!("train() refuses {} before building a Net", other.kind()),
             };
             values[node.output.0] = Some(out);
         }
