@@ -5,6 +5,7 @@
 use super::window::{conv_taps, pool_taps};
 use super::InterpError;
 use crate::ir::{ActQuant, Model, Op, WeightQuant};
+use crate::quant::elementwise::{add_params, RequantParams};
 use crate::quant::fixed_point::multiply_by_quantized_multiplier;
 use crate::quant::{dense_requant, ActRange};
 
@@ -121,11 +122,58 @@ pub fn run_all(model: &Model, input: &[i8]) -> Result<Vec<Vec<i8>>, InterpError>
                     .map(|&v| v.max(zp))
                     .collect()
             }
-            Op::Add | Op::Concat => {
-                return Err(err(format!(
-                    "{} has no int8 implementation yet",
-                    node.op.kind()
-                )))
+            Op::Add => {
+                let [a, b] = node.inputs[..] else {
+                    return Err(err("int8 Add takes exactly two inputs".into()));
+                };
+                let qb = model.tensor(b).quant.expect("checked above");
+                let p = add_params(qin, qb, qout);
+                let shifted = |x: i8, k: usize| -> Result<i64, String> {
+                    let v = (x as i64 + p.input_offset[k] as i64) << p.left_shift;
+                    let v = i32::try_from(v).map_err(|_| "Add input overflows".to_string())?;
+                    Ok(
+                        multiply_by_quantized_multiplier(v, p.input_multiplier[k], p.input_shift[k])
+                            .ok_or("Add input multiplier shifts left")?
+                            as i64,
+                    )
+                };
+                let range = ActRange::for_output(qout, crate::ir::Activation::None);
+                let mut y = Vec::with_capacity(values[a.0].len());
+                for (&xa, &xb) in values[a.0].iter().zip(&values[b.0]) {
+                    let sum = shifted(xa, 0).map_err(err)? + shifted(xb, 1).map_err(err)?;
+                    let sum =
+                        i32::try_from(sum).map_err(|_| err("Add sum overflows int32".into()))?;
+                    let out =
+                        multiply_by_quantized_multiplier(sum, p.output_multiplier, p.output_shift)
+                            .ok_or_else(|| err("Add output multiplier shifts left".into()))?;
+                    y.push(
+                        (out as i64 + p.output_offset as i64)
+                            .clamp(range.min as i64, range.max as i64)
+                            as i8,
+                    );
+                }
+                y
+            }
+            Op::Concat => {
+                let mut y = Vec::with_capacity(model.tensor(node.output).len());
+                for &id in &node.inputs {
+                    let q = model.tensor(id).quant.expect("checked above");
+                    match RequantParams::between(q, qout) {
+                        None => y.extend_from_slice(&values[id.0]),
+                        Some(r) => {
+                            for &x in &values[id.0] {
+                                let v = multiply_by_quantized_multiplier(
+                                    x as i32 + r.input_offset,
+                                    r.multiplier,
+                                    r.shift,
+                                )
+                                .ok_or_else(|| err("Concat requantization overflows".into()))?;
+                                y.push((v as i64 + r.output_offset as i64).clamp(-128, 127) as i8);
+                            }
+                        }
+                    }
+                }
+                y
             }
         };
         values[node.output.0] = out;

@@ -209,3 +209,24 @@ fn conv_ir_round_trips_through_json() {
     let m = tiny_cnn();
     assert_eq!(Model::from_json(&m.to_json()).unwrap(), m);
 }
+
+/// A DAG: input 4 -> fc1 (ReLU) 3 -> fc2 3; add(fc1, fc2) -> concat(add, input) -> fc3 2.
+/// Exercises a residual Add, a cross-layer Concat and a tensor read by three nodes.
+pub(crate) fn tiny_dag() -> Model {
+    let mut m = Model::with_input("tiny-dag", vec![4], Preprocess::identity(), vec![]);
+    let det = |k: usize| ((k * 29 + 7) % 17) as f32 / 17.0 - 0.5;
+    let x = m.inputs[0];
+    let fc = |n_in: usize, n_out: usize, off: usize, act| {
+        let w = (0..n_in * n_out).map(|k| det(k + off)).collect();
+        let b = (0..n_out).map(|k| det(k + off + 3) / 4.0).collect();
+        Op::Dense(Dense::new(n_in, n_out, w, b, act))
+    };
+    let h1 = m.add_node("fc1", fc(4, 3, 0, Activation::Relu), vec![x], vec![3]);
+    let h2 = m.add_node("fc2", fc(3, 3, 5, Activation::None), vec![h1], vec![3]);
+    let s = m.add_node("add", Op::Add, vec![h1, h2], vec![3]);
+    let c = m.add_node("cat", Op::Concat, vec![s, x], vec![7]);
+    let y = m.add_node("fc3", fc(7, 2, 9, Activation::None), vec![c], vec![2]);
+    m.outputs.push(y);
+    m.validate().expect("tiny_dag is valid");
+    m
+}

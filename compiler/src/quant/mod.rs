@@ -3,6 +3,7 @@
 //! (calibrated min/max over training samples), int32 biases with scale `s_in·s_w[o]`, and
 //! requantization by a Q31 multiplier plus shift per output channel.
 
+pub mod elementwise;
 pub mod fixed_point;
 mod multiplier;
 
@@ -113,13 +114,18 @@ pub fn quantize(model: &Model, samples: &[Vec<f32>]) -> Result<Model, QuantError
                 let out = node.output.0;
                 q.tensors[out].quant = qin;
             }
-            Op::Add | Op::Concat => {
+            Op::Add if node.inputs.len() != 2 => {
                 return Err(QuantError::Unsupported {
                     node: node.name.clone(),
-                    msg: format!("int8 {} is not supported yet", node.op.kind()),
+                    msg: format!(
+                        "int8 Add takes two inputs (TFLite's ADD), this one has {}",
+                        node.inputs.len()
+                    ),
                 })
             }
-            Op::Dense(_) | Op::Conv2d(_) => {}
+            // Add and Concat rescale their inputs (elementwise.rs), so their outputs keep the
+            // calibrated range.
+            Op::Add | Op::Concat | Op::Dense(_) | Op::Conv2d(_) => {}
         }
     }
     for i in 0..q.nodes.len() {

@@ -170,3 +170,34 @@ fn relu6_range_clamps_at_six() {
     };
     assert_eq!(ActRange::for_output(narrow, Activation::Relu6).max, 127);
 }
+
+#[test]
+fn add_and_concat_quantize_and_track_float() {
+    let m = crate::ir::tests::tiny_dag();
+    let q = quantize(&m, &samples()).unwrap();
+    for x in samples() {
+        let f = interp::float::run_all(&m, &x).unwrap();
+        let i = interp::int8::run_all(&q, &quantize_input(&q, &x)).unwrap();
+        for (t, tensor) in q.tensors.iter().enumerate() {
+            let aq = tensor.quant.unwrap();
+            for (&fv, &iv) in f[t].iter().zip(&i[t]) {
+                let deq = aq.scale * (iv as i32 - aq.zero_point) as f32;
+                assert!(
+                    (deq - fv).abs() <= 3.0 * aq.scale,
+                    "tensor {}: int8 {deq} vs float {fv} (scale {})",
+                    tensor.name,
+                    aq.scale
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn add_with_three_inputs_is_refused() {
+    let mut m = crate::ir::tests::tiny_dag();
+    let h1 = m.nodes[0].output;
+    m.nodes[2].inputs.push(h1);
+    let e = quantize(&m, &samples()).unwrap_err().to_string();
+    assert!(e.contains("two inputs"), "{e}");
+}
