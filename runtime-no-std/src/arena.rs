@@ -4,6 +4,7 @@
 //! other element types and be placed with a linker attribute); kernels want `i8`.
 
 /// Reinterpret bytes as `i8`.
+#[inline(always)]
 pub fn as_i8(bytes: &[u8]) -> &[i8] {
     // SAFETY: u8 and i8 have the same size (1) and alignment (1) and every bit pattern is
     // valid for both, so the pointer and length describe a valid [i8]. The returned borrow
@@ -12,11 +13,22 @@ pub fn as_i8(bytes: &[u8]) -> &[i8] {
 }
 
 /// Reinterpret bytes as `i8`, mutably.
+#[inline(always)]
 pub fn as_i8_mut(bytes: &mut [u8]) -> &mut [i8] {
     // SAFETY: as in `as_i8`; additionally the unique borrow of `bytes` moves into the result,
     // so no other reference can observe the memory while the `&mut [i8]` lives, and any i8
     // written is a valid u8 afterwards.
     unsafe { core::slice::from_raw_parts_mut(bytes.as_mut_ptr().cast::<i8>(), bytes.len()) }
+}
+
+/// Copies the common prefix of `src` into `dst`. Unlike `copy_from_slice` it has no panic path
+/// on a length mismatch (the generated code passes equal lengths; this keeps that a
+/// correctness matter rather than a reachable panic).
+#[inline]
+pub fn copy_s8(src: &[i8], dst: &mut [i8]) {
+    for (d, &s) in dst.iter_mut().zip(src) {
+        *d = s;
+    }
 }
 
 #[cfg(test)]
@@ -31,6 +43,15 @@ mod tests {
         view[0] = -2;
         view[4] = 5;
         assert_eq!(arena, [254, 1, 127, 128, 5]);
+    }
+
+    #[test]
+    fn copy_takes_the_common_prefix() {
+        let mut dst = [0i8; 3];
+        copy_s8(&[1, 2], &mut dst);
+        assert_eq!(dst, [1, 2, 0]);
+        copy_s8(&[4, 5, 6, 7], &mut dst);
+        assert_eq!(dst, [4, 5, 6]);
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Renders the model crate's files from a [`Plan`].
 
-use super::plan::{DenseLayer, Loc, Plan, Step, StepKind};
+use super::plan::{DenseLayer, Place, Plan, Slot, Step, StepKind};
 use super::sparse::RowLenWidth;
 use super::{LowerError, Storage};
 use crate::ir::Model;
@@ -111,7 +111,7 @@ pub(super) fn lib_rs(model: &Model, plan: &Plan, crate_name: &str) -> String {
                 };
                 (storage_summary(dl), dl.param_bytes().to_string())
             }
-            StepKind::Relu { .. } => (String::new(), String::new()),
+            _ => (String::new(), String::new()),
         };
         d(
             &mut s,
@@ -229,15 +229,17 @@ pub(super) fn lib_rs(model: &Model, plan: &Plan, crate_name: &str) -> String {
     d(
         &mut s,
         &format!(
-            "[`infer`] needs an arena of [`ARENA_BYTES`] = {} bytes: activations ping-pong between \
-             two regions, each as large as the largest tensor placed in it (region A: {} bytes, \
-             region B: {} bytes). The first layer reads `input` directly and the last writes \
-             `output` directly. A real memory planner (issue #4) will shrink this. Keep the arena \
-             in a `static` (`.bss`) rather than on the stack; its contents need no \
+            "[`infer`] needs an arena of [`ARENA_BYTES`] = {} bytes. Every intermediate tensor has \
+             a fixed offset in it, chosen when lowering so that tensors alive at the same time \
+             never overlap (no placement can need less than the {} bytes alive at the busiest \
+             step; giving every tensor its own memory would take {} bytes). The model reads \
+             `input` and writes `output` in place of arena memory, Flatten reuses its input's \
+             memory and a ReLU works in place when its input is not needed afterwards. Keep the \
+             arena in a `static` (`.bss`) rather than on the stack; its contents need no \
              initialisation and are meaningless between calls.",
             plan.arena_bytes(),
-            plan.region_a,
-            plan.region_b
+            plan.memory.max_live_bytes,
+            plan.memory.naive_bytes
         ),
     );
     d(&mut s, "");
@@ -268,24 +270,41 @@ pub(super) fn lib_rs(model: &Model, plan: &Plan, crate_name: &str) -> String {
     s.push_str("#![no_std]\n#![forbid(unsafe_code)]\n#![deny(missing_docs)]\n\n");
 
     // ---- imports (only what the body uses, so that there are no unused-import warnings) ----
-    let reads_arena = plan
-        .steps
-        .iter()
-        .any(|st| matches!(st.kind, StepKind::Dense(_)) && matches!(st.src, Loc::A | Loc::B));
-    let writes_arena = plan
-        .steps
-        .iter()
-        .any(|st| matches!(st.dst, Loc::A | Loc::B));
+    let code_steps = || {
+        plan.steps
+            .iter()
+            .filter(|st| !matches!(st.kind, StepKind::Alias))
+    };
+    let reads_arena = code_steps().any(|st| {
+        st.inputs
+            .iter()
+            .any(|i| matches!(i.place, Place::Arena(_)) && i.place != st.output.place)
+    });
+    let writes_arena = code_steps().any(|st| matches!(st.output.place, Place::Arena(_)));
     let has_dense = plan.dense_layers().next().is_some();
-    let has_relu = plan
-        .steps
-        .iter()
-        .any(|st| matches!(st.kind, StepKind::Relu { .. }));
-    match (reads_arena, writes_arena) {
-        (true, true) => s.push_str("use bonsai_rt::arena::{as_i8, as_i8_mut};\n"),
-        (true, false) => s.push_str("use bonsai_rt::arena::as_i8;\n"),
-        (false, true) => s.push_str("use bonsai_rt::arena::as_i8_mut;\n"),
-        (false, false) => {}
+    let has_relu = code_steps().any(|st| matches!(st.kind, StepKind::Relu { .. }));
+    let has_requant = code_steps().any(|st| match &st.kind {
+        StepKind::Concat(parts) => parts.iter().any(Option::is_some),
+        _ => false,
+    });
+    let copies = code_steps().any(|st| match &st.kind {
+        StepKind::Relu { .. } => st.inputs[0].place != st.output.place,
+        StepKind::Concat(parts) => parts.iter().any(Option::is_none),
+        _ => false,
+    });
+    let arena_imports: Vec<&str> = [
+        (reads_arena, "as_i8"),
+        (writes_arena, "as_i8_mut"),
+        (copies, "copy_s8"),
+    ]
+    .iter()
+    .filter(|(used, _)| *used)
+    .map(|&(_, name)| name)
+    .collect();
+    match arena_imports[..] {
+        [] => {}
+        [one] => writeln!(s, "use bonsai_rt::arena::{one};").unwrap(),
+        _ => writeln!(s, "use bonsai_rt::arena::{{{}}};", arena_imports.join(", ")).unwrap(),
     }
     s.push_str("use bonsai_rt::kernels::argmax::argmax_s8;\n");
     if plan.any_storage(Storage::Dense) {
@@ -297,14 +316,15 @@ pub(super) fn lib_rs(model: &Model, plan: &Plan, crate_name: &str) -> String {
     if has_relu {
         s.push_str("use bonsai_rt::kernels::relu::relu_s8;\n");
     }
+    if has_requant {
+        s.push_str("use bonsai_rt::kernels::requantize::{requantize_s8, RequantParams};\n");
+    }
     if has_dense {
         s.push_str("\nmod weights;\n");
     }
     s.push('\n');
 
     // ---- constants ----
-    let uses_a = plan.steps.iter().any(|st| st.dst == Loc::A);
-    let uses_b = plan.steps.iter().any(|st| st.dst == Loc::B);
     writeln!(
         s,
         "/// Number of int8 input values (input shape `{:?}`).\npub const INPUT_LEN: usize = {};\n",
@@ -319,32 +339,12 @@ pub(super) fn lib_rs(model: &Model, plan: &Plan, crate_name: &str) -> String {
         output.len()
     )
     .unwrap();
-    if uses_a {
-        writeln!(
-            s,
-            "/// Bytes of arena region A (offset 0): the largest activation placed there.\nconst REGION_A_BYTES: usize = {};\n",
-            plan.region_a
-        )
-        .unwrap();
-    }
-    if uses_b {
-        writeln!(
-            s,
-            "/// Bytes of arena region B (right after region A): the largest activation placed there.\nconst REGION_B_BYTES: usize = {};\n",
-            plan.region_b
-        )
-        .unwrap();
-    }
-    let arena_expr = match (uses_a, uses_b) {
-        (true, true) => "REGION_A_BYTES + REGION_B_BYTES".to_string(),
-        (true, false) => "REGION_A_BYTES".to_string(),
-        _ => "0".to_string(),
-    };
     writeln!(
         s,
-        "/// Bytes of scratch memory [`infer`] needs: two ping-pong activation regions (a real memory\n\
-         /// planner, issue #4, will shrink this).\n\
-         pub const ARENA_BYTES: usize = {arena_expr};\n"
+        "/// Bytes of scratch memory [`infer`] needs: every intermediate tensor at a planned offset\n\
+         /// (see the crate docs, \"Memory\").\n\
+         pub const ARENA_BYTES: usize = {};\n",
+        plan.arena_bytes()
     )
     .unwrap();
     writeln!(
@@ -386,10 +386,8 @@ pub(super) fn lib_rs(model: &Model, plan: &Plan, crate_name: &str) -> String {
          /// Never panics and never allocates.\n\
          pub fn infer(\n    input: &[i8; INPUT_LEN],\n    output: &mut [i8; OUTPUT_LEN],\n    arena: &mut [u8; ARENA_BYTES],\n) {\n",
     );
-    match (uses_a, uses_b) {
-        (true, true) => s.push_str("    let (a, b) = arena.split_at_mut(REGION_A_BYTES);\n"),
-        (true, false) => s.push_str("    let a = arena;\n"),
-        _ => s.push_str("    let _ = arena;\n"),
+    if !reads_arena && !writes_arena {
+        s.push_str("    let _ = arena;\n");
     }
     for step in &plan.steps {
         emit_step(&mut s, step);
@@ -409,48 +407,93 @@ pub(super) fn lib_rs(model: &Model, plan: &Plan, crate_name: &str) -> String {
     s
 }
 
-fn loc_name(l: Loc) -> &'static str {
-    match l {
-        Loc::Input => "input",
-        Loc::A => "region A",
-        Loc::B => "region B",
-        Loc::Output => "output",
+fn place_name(p: Place) -> String {
+    match p {
+        Place::Input => "input".into(),
+        Place::Output => "output".into(),
+        Place::Arena(o) => format!("arena[{o}..]"),
     }
 }
 
-/// A read-only `&[i8]` view of `len` values at `l`.
-fn read_view(l: Loc, len: usize) -> String {
-    match l {
-        Loc::Input => "input".into(),
-        Loc::A => format!("as_i8(&a[..{len}])"),
-        Loc::B => format!("as_i8(&b[..{len}])"),
-        Loc::Output => unreachable!("nothing reads the output buffer except in-place ReLUs"),
-    }
-}
-
-/// A mutable `&mut [i8]` view of `len` values at `l`.
-fn write_view(l: Loc, len: usize) -> String {
-    match l {
-        Loc::Input => unreachable!("the input is read-only"),
-        Loc::A => format!("as_i8_mut(&mut a[..{len}])"),
-        Loc::B => format!("as_i8_mut(&mut b[..{len}])"),
-        Loc::Output => "output".into(),
+/// Borrows for one step: the code that splits the arena around the output (if the output is in
+/// the arena), the expression of each input as `&[i8]`, and the output as `&mut [i8]`.
+///
+/// The planner never overlaps an arena input with the output, so each arena input lies wholly
+/// before or after the output's bytes and `split_at_mut` gives disjoint borrows with no unsafe
+/// code. All offsets are constants and `arena` has a constant length, so the compiler removes
+/// every bounds check (the no-panic test on the generated assembly checks this).
+fn step_borrows(step: &Step) -> (String, Vec<String>, String) {
+    let in_place = |i: &Slot| i.place == step.output.place;
+    match step.output.place {
+        Place::Arena(off) => {
+            let len = step.output.len;
+            let end = off + len;
+            let mut before = false;
+            let mut after = false;
+            let inputs = step
+                .inputs
+                .iter()
+                .map(|i| match i.place {
+                    Place::Input => "input".to_string(),
+                    Place::Output => "&output[..]".to_string(),
+                    Place::Arena(_) if in_place(i) => "out".to_string(),
+                    Place::Arena(o) if o + i.len <= off => {
+                        before = true;
+                        format!("as_i8(&before[{o}..{}])", o + i.len)
+                    }
+                    Place::Arena(o) => {
+                        after = true;
+                        format!("as_i8(&after[{}..{}])", o - end, o - end + i.len)
+                    }
+                })
+                .collect();
+            let prelude = format!(
+                "        let ({}, rest) = arena.split_at_mut({off});\n        let (out, {}) = rest.split_at_mut({len});\n        let out = as_i8_mut(out);\n",
+                if before { "before" } else { "_" },
+                if after { "after" } else { "_" },
+            );
+            (prelude, inputs, "out".into())
+        }
+        Place::Output => {
+            let inputs = step
+                .inputs
+                .iter()
+                .map(|i| match i.place {
+                    Place::Input => "input".to_string(),
+                    Place::Output => "output".to_string(),
+                    Place::Arena(o) => format!("as_i8(&arena[{o}..{}])", o + i.len),
+                })
+                .collect();
+            (String::new(), inputs, "output".into())
+        }
+        Place::Input => unreachable!("nothing writes the input"),
     }
 }
 
 fn emit_step(s: &mut String, step: &Step) {
     let name = comment_text(&step.name);
+    let from: Vec<String> = step.inputs.iter().map(|i| place_name(i.place)).collect();
+    let to = place_name(step.output.place);
+    if let StepKind::Alias = step.kind {
+        writeln!(
+            s,
+            "    // {name}: Flatten, no code: its output is {}",
+            from[0]
+        )
+        .unwrap();
+        return;
+    }
+    let (prelude, inputs, out) = step_borrows(step);
     match &step.kind {
         StepKind::Dense(d) => {
             writeln!(
                 s,
-                "    // {name}: Dense {} -> {}{}, {}, {} -> {}",
+                "    // {name}: Dense {} -> {}{}, {}, {} -> {to}",
                 d.in_len,
                 d.out_len,
                 if d.relu { " + ReLU" } else { "" },
                 storage_summary(d),
-                loc_name(step.src),
-                loc_name(step.dst)
+                from[0]
             )
             .unwrap();
             let kernel = match d.storage() {
@@ -459,40 +502,50 @@ fn emit_step(s: &mut String, step: &Step) {
             };
             writeln!(
                 s,
-                "    {kernel}(\n        &weights::LAYER{},\n        {},\n        {},\n    );",
-                step.index,
-                read_view(step.src, step.in_len),
-                write_view(step.dst, step.out_len)
+                "    {{\n{prelude}        {kernel}(&weights::LAYER{}, {}, {out});\n    }}",
+                step.index, inputs[0]
             )
             .unwrap();
         }
         StepKind::Relu { zero_point } => {
-            if step.src == step.dst {
-                writeln!(s, "    // {name}: ReLU in place on {}", loc_name(step.dst)).unwrap();
-            } else {
+            let in_place = step.inputs[0].place == step.output.place;
+            if in_place {
+                writeln!(s, "    // {name}: ReLU in place on {to}").unwrap();
                 writeln!(
                     s,
-                    "    // {name}: ReLU, input copied to {} first",
-                    loc_name(step.dst)
+                    "    {{\n{prelude}        relu_s8({out}, {zero_point});\n    }}"
                 )
                 .unwrap();
-                match step.dst {
-                    Loc::Output => s.push_str("    *output = *input;\n"),
-                    other => writeln!(
+            } else {
+                writeln!(s, "    // {name}: ReLU, {} copied to {to} first", from[0]).unwrap();
+                writeln!(
+                    s,
+                    "    {{\n{prelude}        copy_s8({}, {out});\n        relu_s8({out}, {zero_point});\n    }}",
+                    inputs[0]
+                )
+                .unwrap();
+            }
+        }
+        StepKind::Concat(parts) => {
+            writeln!(s, "    // {name}: Concat of {} -> {to}", from.join(", ")).unwrap();
+            writeln!(s, "    {{\n{prelude}").unwrap();
+            let mut at = 0;
+            for ((slot, expr), part) in step.inputs.iter().zip(&inputs).zip(parts) {
+                let range = format!("{at}..{}", at + slot.len);
+                match part {
+                    None => writeln!(s, "        copy_s8({expr}, &mut {out}[{range}]);").unwrap(),
+                    Some(p) => writeln!(
                         s,
-                        "    {}.copy_from_slice(input);",
-                        write_view(other, step.out_len)
+                        "        requantize_s8(\n            &RequantParams {{ input_offset: {}, multiplier: {}, shift: {}, output_offset: {} }},\n            {expr},\n            &mut {out}[{range}],\n        );",
+                        p.input_offset, p.multiplier, p.shift, p.output_offset
                     )
                     .unwrap(),
                 }
+                at += slot.len;
             }
-            writeln!(
-                s,
-                "    relu_s8({}, {zero_point});",
-                write_view(step.dst, step.out_len)
-            )
-            .unwrap();
+            s.push_str("    }\n");
         }
+        StepKind::Alias => unreachable!("handled above"),
     }
 }
 
@@ -707,6 +760,8 @@ fn op_summary(step: &Step) -> String {
             if d.relu { " + ReLU" } else { "" }
         ),
         StepKind::Relu { .. } => "ReLU".into(),
+        StepKind::Concat(_) => "Concat".into(),
+        StepKind::Alias => "Flatten".into(),
     }
 }
 

@@ -19,9 +19,10 @@
 //! requantization parameters come from [`crate::quant::dense_requant`] and [`crate::quant::ActRange`], the same
 //! functions the interpreter uses.
 //!
-//! For now only chains are supported (each node reads the previous node's output): Dense with a
-//! fused activation, and standalone Relu (in place). Activations ping-pong between two arena
-//! regions; a real memory planner (issue #4) will handle DAGs and shrink the arena.
+//! Any DAG of supported ops lowers (Dense with a fused activation, Relu, Flatten, Concat): the
+//! memory planner (`memory.rs`) gives every intermediate tensor a static offset in one arena,
+//! reusing memory between tensors that are never alive together; the model input and output
+//! stay in the caller's arrays, Flatten and last-use ReLUs reuse their input's memory.
 //!
 //! Each Dense layer stores its weights densely (`fully_connected_s8`) or, when pruning left few
 //! enough of them, in delta CSR (`fully_connected_sparse_s8`): [`LowerOptions::storage`] chooses,
@@ -29,6 +30,7 @@
 //! format, the measured constants and the rule), and [`LoweredCrate::layers`] records the outcome.
 
 mod emit;
+mod memory;
 mod plan;
 mod sparse;
 mod write;
@@ -135,6 +137,10 @@ pub struct LoweredCrate {
     pub files: Vec<(PathBuf, String)>,
     /// The generated `ARENA_BYTES`.
     pub arena_bytes: usize,
+    /// Lower bound on any arena: the largest total of tensors alive at one step.
+    pub arena_max_live_bytes: usize,
+    /// What giving every intermediate tensor its own memory would take.
+    pub arena_naive_bytes: usize,
     /// Flash taken by the parameter arrays (int8 weights, dense or sparse; int32 folded biases,
     /// multipliers and shifts), excluding the small per-layer `FcParams` descriptors.
     pub weight_bytes: usize,
@@ -200,7 +206,7 @@ impl LowerError {
     }
 }
 
-/// Plans the arena and renders the model crate for `model` (which must be quantized and a chain).
+/// Plans the arena and renders the model crate for `model` (which must be quantized).
 pub fn lower(model: &Model, opts: &LowerOptions) -> Result<LoweredCrate, LowerError> {
     check_crate_name(&opts.crate_name)?;
     let runtime = opts
@@ -232,6 +238,8 @@ pub fn lower(model: &Model, opts: &LowerOptions) -> Result<LoweredCrate, LowerEr
     Ok(LoweredCrate {
         files,
         arena_bytes: plan.arena_bytes(),
+        arena_max_live_bytes: plan.memory.max_live_bytes,
+        arena_naive_bytes: plan.memory.naive_bytes,
         weight_bytes: plan.weight_bytes(),
         layers: plan.layer_infos(),
         runtime_path: opts.runtime_path.clone(),

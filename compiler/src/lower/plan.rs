@@ -1,22 +1,29 @@
-//! Checks that a model can be lowered, places every tensor (input, output, or one of two arena
-//! regions) and computes the integer parameters the generated code stores.
+//! Checks that a model can be lowered, places every tensor (the caller's input or output, or a
+//! planned offset in the arena) and computes the integer parameters the generated code stores.
 
+use super::memory::{self, Buffer, MemoryPlan};
 use super::sparse::{self, Choice};
 use super::{LayerInfo, LowerError, Storage, StoragePolicy};
-use crate::ir::{ActQuant, Activation, Dense, Model, Op};
+use crate::ir::{ActQuant, Activation, Dense, Model, Op, TensorId};
+use crate::quant::elementwise::RequantParams;
 use crate::quant::{dense_requant, ActRange};
 
 /// Where a tensor lives while `infer` runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Loc {
+pub(super) enum Place {
     /// The caller's `input` array (read-only).
     Input,
-    /// Arena region A, at offset 0.
-    A,
-    /// Arena region B, right after region A.
-    B,
     /// The caller's `output` array.
     Output,
+    /// `arena[offset..offset + len]`, offset fixed by the memory planner.
+    Arena(usize),
+}
+
+/// `len` int8 values at `place`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Slot {
+    pub place: Place,
+    pub len: usize,
 }
 
 /// A Dense layer's parameters exactly as the generated `FcParams` holds them.
@@ -64,37 +71,37 @@ impl DenseLayer {
 #[derive(Clone, Debug)]
 pub(super) enum StepKind {
     Dense(DenseLayer),
-    /// `max(x, zero_point)`, in place on `dst` (after a copy when `src` is the read-only input).
+    /// `max(x, zero_point)` on `output`, after copying `inputs[0]` there unless they coincide
+    /// (in place).
     Relu {
         zero_point: i8,
     },
+    /// Each input copied (None) or requantized into consecutive parts of the output.
+    Concat(Vec<Option<RequantParams>>),
+    /// Flatten: the output is the input's memory under another shape; no code.
+    Alias,
 }
 
-/// One node of the chain, with where it reads and writes.
+/// One node, with where it reads and writes.
 #[derive(Clone, Debug)]
 pub(super) struct Step {
     /// Index in `Model::nodes`; also names the layer's statics (`LAYER<index>`).
     pub index: usize,
     pub name: String,
     pub kind: StepKind,
-    pub src: Loc,
-    pub dst: Loc,
-    pub in_len: usize,
-    pub out_len: usize,
+    pub inputs: Vec<Slot>,
+    pub output: Slot,
 }
 
 #[derive(Clone, Debug)]
 pub(super) struct Plan {
     pub steps: Vec<Step>,
-    /// Bytes of region A (largest tensor placed there; 0 if unused).
-    pub region_a: usize,
-    /// Bytes of region B.
-    pub region_b: usize,
+    pub memory: MemoryPlan,
 }
 
 impl Plan {
     pub fn arena_bytes(&self) -> usize {
-        self.region_a + self.region_b
+        self.memory.arena_bytes
     }
 
     pub fn weight_bytes(&self) -> usize {
@@ -127,112 +134,136 @@ impl Plan {
     pub fn dense_layers(&self) -> impl Iterator<Item = (&Step, &DenseLayer)> {
         self.steps.iter().filter_map(|s| match &s.kind {
             StepKind::Dense(d) => Some((s, d)),
-            StepKind::Relu { .. } => None,
+            _ => None,
         })
     }
 }
 
-/// Validates `model`, checks that it is a quantized chain of supported ops, places tensors and
-/// chooses each Dense layer's weight storage under `storage`.
+/// Validates `model`, checks that every op can be lowered and is quantized, chooses each Dense
+/// layer's weight storage under `storage`, and places every tensor: the model input and output
+/// in the caller's arrays, Flatten outputs and last-use ReLUs on their input's memory, and the
+/// rest at offsets in one arena chosen by the memory planner (`memory.rs`).
 pub(super) fn plan(model: &Model, storage: StoragePolicy) -> Result<Plan, LowerError> {
     model.validate()?;
-    check_chain(model)?;
+    check_ops(model)?;
     check_quantized(model)?;
+    let n_t = model.tensors.len();
+    let input = model.inputs[0];
 
-    let mut steps = Vec::with_capacity(model.nodes.len());
-    let mut loc = Loc::Input;
+    // 1. Aliases: a tensor shares its root's memory.
+    let mut root: Vec<usize> = (0..n_t).collect();
+    let mut producer: Vec<Option<usize>> = vec![None; n_t];
     for (k, node) in model.nodes.iter().enumerate() {
-        let unsupported = |msg: String| LowerError::Unsupported {
-            node: node.name.clone(),
-            msg,
-        };
-        // A tensor goes straight into `output` when only in-place ReLUs follow it.
-        let only_relus_follow = model.nodes[k + 1..]
-            .iter()
-            .all(|n| matches!(n.op, Op::Relu));
-        let qin = model.tensor(node.inputs[0]).quant.expect("checked");
-        let qout = model.tensor(node.output).quant.expect("checked");
-        let in_len = model.tensor(node.inputs[0]).len();
-        let out_len = model.tensor(node.output).len();
-        let src = loc;
-        let (kind, dst) = match &node.op {
-            Op::Dense(d) => {
-                let dst = if only_relus_follow {
-                    Loc::Output
-                } else {
-                    match src {
-                        Loc::Input | Loc::B => Loc::A,
-                        Loc::A => Loc::B,
-                        // Only ReLUs follow a tensor placed in `output`.
-                        Loc::Output => unreachable!("a Dense node reads the output buffer"),
-                    }
-                };
-                let layer = dense_layer(&node.name, d, qin, qout, storage)?;
-                (StepKind::Dense(layer), dst)
-            }
+        producer[node.output.0] = Some(k);
+        let r = root[node.inputs[0].0];
+        let alias = match node.op {
+            Op::Flatten => true,
+            // In place when this is the last read of the input's memory and that memory is ours
+            // to overwrite (not the caller's input, nor an already computed model output).
             Op::Relu => {
-                if qin != qout {
-                    return Err(unsupported(format!(
-                        "int8 Relu needs equal input and output quantization, found {qin:?} and {qout:?}"
-                    )));
-                }
-                let dst = match src {
-                    Loc::Input if only_relus_follow => Loc::Output,
-                    Loc::Input => Loc::A,
-                    other => other,
-                };
-                let zero_point = qin.zero_point.clamp(-128, 127) as i8;
-                (StepKind::Relu { zero_point }, dst)
+                let output = model.outputs[0];
+                let clobbers_output =
+                    producer[output.0].is_some_and(|p| p <= k) && root[output.0] == r;
+                r != input.0
+                    && !clobbers_output
+                    && !model.nodes[k + 1..].iter().any(|later| {
+                        later
+                            .inputs
+                            .iter()
+                            .any(|t| producer[t.0].is_none_or(|p| p <= k) && root[t.0] == r)
+                    })
             }
-            _ => unreachable!("rejected by check_chain"),
+            _ => false,
+        };
+        if alias {
+            root[node.output.0] = r;
+        }
+    }
+
+    // 2. Places: the output's memory is the caller's `output`; every other root produced by a
+    //    node is an arena buffer, live from its producer to its last reader.
+    let out_root = root[model.outputs[0].0];
+    let mut buffer_of: Vec<Option<usize>> = vec![None; n_t];
+    let mut buffers: Vec<Buffer> = Vec::new();
+    for (k, node) in model.nodes.iter().enumerate() {
+        let r = root[node.output.0];
+        if r == node.output.0 && r != out_root && r != input.0 {
+            buffer_of[r] = Some(buffers.len());
+            buffers.push(Buffer {
+                size: model.tensor(node.output).len(),
+                first: k,
+                last: k,
+            });
+        }
+        for t in &node.inputs {
+            if let Some(b) = buffer_of[root[t.0]] {
+                buffers[b].last = buffers[b].last.max(k);
+            }
+        }
+    }
+    let memory = memory::plan(&buffers);
+    let slot = |t: TensorId| {
+        let r = root[t.0];
+        let place = if r == input.0 {
+            Place::Input
+        } else if r == out_root {
+            Place::Output
+        } else {
+            Place::Arena(memory.offsets[buffer_of[r].expect("every other root is a buffer")])
+        };
+        Slot {
+            place,
+            len: model.tensor(t).len(),
+        }
+    };
+
+    // 3. Steps.
+    let mut steps = Vec::with_capacity(model.nodes.len());
+    for (k, node) in model.nodes.iter().enumerate() {
+        let q = |t: TensorId| model.tensor(t).quant.expect("checked");
+        let (qin, qout) = (q(node.inputs[0]), q(node.output));
+        let kind = match &node.op {
+            Op::Dense(d) => StepKind::Dense(dense_layer(&node.name, d, qin, qout, storage)?),
+            Op::Relu => StepKind::Relu {
+                zero_point: qin.zero_point.clamp(-128, 127) as i8,
+            },
+            Op::Concat => StepKind::Concat(
+                node.inputs
+                    .iter()
+                    .map(|&t| RequantParams::between(q(t), qout))
+                    .collect(),
+            ),
+            Op::Flatten => StepKind::Alias,
+            _ => unreachable!("rejected by check_ops"),
         };
         steps.push(Step {
             index: k,
             name: node.name.clone(),
             kind,
-            src,
-            dst,
-            in_len,
-            out_len,
+            inputs: node.inputs.iter().map(|&t| slot(t)).collect(),
+            output: slot(node.output),
         });
-        loc = dst;
     }
-    let region = |r: Loc| {
-        steps
-            .iter()
-            .filter(|s| s.dst == r)
-            .map(|s| s.out_len)
-            .max()
-            .unwrap_or(0)
-    };
-    let (region_a, region_b) = (region(Loc::A), region(Loc::B));
-    Ok(Plan {
-        steps,
-        region_a,
-        region_b,
-    })
+    // A model whose output is its input's memory (only Flatten nodes) needs one copy.
+    if out_root == input.0 {
+        return Err(LowerError::Unsupported {
+            node: model
+                .nodes
+                .last()
+                .map(|n| n.name.clone())
+                .unwrap_or_default(),
+            msg: "the model output is the input itself (the model computes nothing)".into(),
+        });
+    }
+    Ok(Plan { steps, memory })
 }
 
-/// Supported ops only, and each node reads the previous node's output (the first reads the
-/// model input; the last produces the model output).
-fn check_chain(model: &Model) -> Result<(), LowerError> {
-    let Some(last) = model.nodes.last() else {
+/// Every op has a lowering, with the arities the kernels take and the quantization sharing
+/// they assume.
+fn check_ops(model: &Model) -> Result<(), LowerError> {
+    if model.nodes.is_empty() {
         return Err(LowerError::Empty(model.name.clone()));
-    };
-    // Unsupported ops first, so that a DAG with an Add or Concat names that node.
-    for node in &model.nodes {
-        if !matches!(node.op, Op::Dense(_) | Op::Relu) {
-            return Err(LowerError::Unsupported {
-                node: node.name.clone(),
-                msg: format!(
-                    "{} is not supported yet: only chains of Dense and Relu nodes can be lowered \
-                     until the memory planner lands (issue #4)",
-                    node.op.kind()
-                ),
-            });
-        }
     }
-    let mut prev = model.inputs[0];
     for node in &model.nodes {
         let unsupported = |msg: String| {
             Err(LowerError::Unsupported {
@@ -240,30 +271,22 @@ fn check_chain(model: &Model) -> Result<(), LowerError> {
                 msg,
             })
         };
-        if node.inputs != [prev] {
-            let names: Vec<&str> = node
-                .inputs
-                .iter()
-                .map(|&t| model.tensor(t).name.as_str())
-                .collect();
-            return unsupported(format!(
-                "it reads {names:?} instead of the previous tensor {:?}; only chains can be \
-                 lowered until the memory planner lands (issue #4)",
-                model.tensor(prev).name
-            ));
+        match &node.op {
+            Op::Dense(_) | Op::Concat => {}
+            Op::Relu | Op::Flatten => {
+                let (a, b) = (
+                    model.tensor(node.inputs[0]).quant,
+                    model.tensor(node.output).quant,
+                );
+                if a != b {
+                    return unsupported(format!(
+                        "int8 {} needs equal input and output quantization, found {a:?} and {b:?}",
+                        node.op.kind()
+                    ));
+                }
+            }
+            other => return unsupported(format!("{} has no runtime kernel yet", other.kind())),
         }
-        prev = node.output;
-    }
-    if prev != model.outputs[0] {
-        return Err(LowerError::Unsupported {
-            node: last.name.clone(),
-            msg: format!(
-                "it is the last node but its output {:?} is not the model output {:?}; only \
-                 chains can be lowered until the memory planner lands (issue #4)",
-                model.tensor(prev).name,
-                model.tensor(model.outputs[0]).name
-            ),
-        });
     }
     Ok(())
 }

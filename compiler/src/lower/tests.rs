@@ -223,8 +223,14 @@ fn tiny_crate_layout_and_contents() {
     assert!(lib.contains("`offset` = `-0.5` for every feature"));
     assert!(lib.contains("| 1 | `b` |"));
     // The first layer reads `input`, the last writes `output`: no copies.
-    assert!(lib.contains("&weights::LAYER0,\n        input,\n        as_i8_mut(&mut a[..3]),"));
-    assert!(lib.contains("&weights::LAYER1,\n        as_i8(&a[..3]),\n        output,"));
+    assert!(
+        lib.contains("fully_connected_s8(&weights::LAYER0, input, out);"),
+        "{lib}"
+    );
+    assert!(
+        lib.contains("fully_connected_s8(&weights::LAYER1, as_i8(&arena[0..3]), output);"),
+        "{lib}"
+    );
 
     for l in lib
         .lines()
@@ -270,8 +276,8 @@ fn folded_bias_and_requant_match_the_formulas() {
 }
 
 #[test]
-fn arena_plan_ping_pongs_and_writes_output_directly() {
-    use super::plan::Loc::*;
+fn memory_plan_reuses_the_arena_and_writes_output_directly() {
+    use super::plan::Place::*;
     let m = quantized(&chain(
         "pp",
         6,
@@ -287,20 +293,29 @@ fn arena_plan_ping_pongs_and_writes_output_directly() {
         1,
     ));
     let p = plan::plan(&m, StoragePolicy::Auto).unwrap();
-    let locs: Vec<_> = p.steps.iter().map(|s| (s.src, s.dst)).collect();
+    let places: Vec<_> = p
+        .steps
+        .iter()
+        .map(|s| (s.inputs[0].place, s.output.place))
+        .collect();
+    // Buffers 6 (steps 0-1), 8 (1-2), 7 (2-4), 5 (4-5): the busiest step holds 8 + 7 bytes, and
+    // the greedy placement needs no more. The ReLU after fc2 and the last one work in place;
+    // the first copies the read-only input.
     assert_eq!(
-        locs,
+        places,
         [
-            (Input, A),
-            (A, B),
-            (B, A),
-            (A, A),
-            (A, B),
-            (B, Output),
+            (Input, Arena(8)),
+            (Arena(8), Arena(0)),
+            (Arena(0), Arena(8)),
+            (Arena(8), Arena(8)),
+            (Arena(8), Arena(0)),
+            (Arena(0), Output),
             (Output, Output)
         ]
     );
-    assert_eq!((p.region_a, p.region_b), (7, 8));
+    assert_eq!(p.memory.max_live_bytes, 15);
+    assert_eq!(p.arena_bytes(), 15);
+    assert_eq!(p.memory.naive_bytes, 26);
     assert!(matches!(p.steps[0].kind, StepKind::Relu { .. }));
 }
 
@@ -355,23 +370,35 @@ fn add_dag(op: Op) -> Model {
 }
 
 #[test]
-fn add_and_concat_dags_name_the_node() {
-    for op in [Op::Add, Op::Concat] {
-        let kind = op.kind();
-        let err = lower(&add_dag(op), &LowerOptions::default()).unwrap_err();
-        match &err {
-            LowerError::Unsupported { node, msg } => {
-                assert_eq!(node, "merge");
-                assert!(msg.contains(kind) && msg.contains("issue #4"), "{msg}");
-            }
-            e => panic!("{e}"),
+fn concat_dag_matches_the_integer_reference() {
+    let m = quantized(&add_dag(Op::Concat));
+    let lib = end_to_end(
+        "concat",
+        &m,
+        Check {
+            host_build: false,
+            storage: AUTO,
+        },
+    );
+    assert!(lib.contains("Concat of"), "{lib}");
+}
+
+#[test]
+fn dag_with_residual_add_and_cross_layer_concat() {
+    let m = crate::ir::tests::tiny_dag();
+    let q = quant::quantize(&m, &samples(4, 64, 3)).unwrap();
+    match lower(&q, &LowerOptions::default()) {
+        // The ADD kernel is not in bonsai-rt yet: the node is named.
+        Err(LowerError::Unsupported { node, msg }) => {
+            assert_eq!(node, "add");
+            assert!(msg.contains("Add"), "{msg}");
         }
-        assert!(err.to_string().contains("\"merge\""), "{err}");
+        other => panic!("{other:?}"),
     }
 }
 
 #[test]
-fn branches_and_skips_are_not_chains() {
+fn branches_and_skips_lower_and_match_the_reference() {
     // fc0's output is never read: fc1 reads the input again.
     let mut m = chain(
         "b",
@@ -383,27 +410,27 @@ fn branches_and_skips_are_not_chains() {
     m.nodes[1].op = Op::Dense(Dense::new(
         4,
         2,
-        vec![0.1; 8],
+        vec![0.1, -0.2, 0.3, 0.05, -0.1, 0.2, 0.0, 0.4],
         vec![0.0; 2],
         Activation::None,
     ));
     let m = quantized(&m);
-    let err = lower(&m, &LowerOptions::default()).unwrap_err();
-    assert!(
-        matches!(&err, LowerError::Unsupported { node, .. } if node == "fc1"),
-        "{err}"
+    end_to_end(
+        "branch",
+        &m,
+        Check {
+            host_build: false,
+            storage: AUTO,
+        },
     );
-    assert!(err.to_string().contains("chains"), "{err}");
 
-    // The model output is not the last node's.
+    // The model output is not the last node's: the trailing ReLU still runs, on its own copy.
     let mut m = quantized(&chain("o", 4, &[L::Dense(3, Activation::Relu), L::Relu], 2));
     m.outputs = vec![m.nodes[0].output];
     m.class_names = vec![];
-    let err = lower(&m, &LowerOptions::default()).unwrap_err();
-    assert!(
-        matches!(&err, LowerError::Unsupported { node, .. } if node == "relu1"),
-        "{err}"
-    );
+    let p = plan::plan(&m, StoragePolicy::Auto).unwrap();
+    assert_eq!(p.steps[0].output.place, super::plan::Place::Output);
+    assert_ne!(p.steps[1].output.place, super::plan::Place::Output);
 }
 
 #[test]
@@ -802,6 +829,8 @@ fn check_no_panic(asm: &str, name: &str) {
         "fully_connected_s8",
         "fully_connected_sparse_s8",
         "relu_s8",
+        "requantize_s8",
+        "copy_s8",
         "as_i8",
         "argmax_s8",
         "bonsai_model",
@@ -867,8 +896,10 @@ fn three_layers_with_a_standalone_relu() {
             storage: AUTO,
         },
     );
-    assert!(lib.contains("relu_s8(as_i8_mut(&mut a[..8]), "), "{lib}");
-    assert!(lib.contains("pub const ARENA_BYTES: usize = REGION_A_BYTES + REGION_B_BYTES;"));
+    assert!(lib.contains("ReLU in place on arena["), "{lib}");
+    assert!(lib.contains("relu_s8(out, "), "{lib}");
+    // Buffers 8 (steps 0-2, the ReLU in place) and 6 (2-3) are live together.
+    assert!(lib.contains("pub const ARENA_BYTES: usize = 14;"), "{lib}");
 }
 
 #[test]
@@ -893,7 +924,7 @@ fn last_op_relu_applies_in_place_on_output() {
         },
     );
     assert!(lib.contains("relu_s8(output, "), "{lib}");
-    assert!(lib.contains("        output,\n    );"), "{lib}");
+    assert!(lib.contains(", output);"), "{lib}");
 }
 
 #[test]
@@ -918,10 +949,7 @@ fn first_op_relu_and_long_ping_pong() {
             storage: AUTO,
         },
     );
-    assert!(
-        lib.contains("as_i8_mut(&mut a[..6]).copy_from_slice(input);"),
-        "{lib}"
-    );
+    assert!(lib.contains("copy_s8(input, out);"), "{lib}");
 }
 
 #[test]
@@ -947,7 +975,7 @@ fn single_layer_and_relu_only_models_need_no_arena() {
             storage: AUTO,
         },
     );
-    assert!(lib.contains("*output = *input;"), "{lib}");
+    assert!(lib.contains("copy_s8(input, output);"), "{lib}");
     assert!(!lib.contains("mod weights"), "{lib}");
 }
 

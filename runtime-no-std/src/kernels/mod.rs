@@ -9,3 +9,4 @@ pub mod argmax;
 pub mod fully_connected;
 pub mod fully_connected_sparse;
 pub mod relu;
+pub mod requantize;
