@@ -50,3 +50,5 @@ extern crate std;
 pub mod arena;
 pub mod kernels;
 pub mod requant;
+#[cfg(any(test, feature = "testgen"))]
+pub mod testgen;

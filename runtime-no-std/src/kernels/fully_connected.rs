@@ -34,7 +34,60 @@ pub struct FcParams<'a> {
 /// documented on [`FcParams`]. On a mismatch only complete, fully described channels are
 /// written (debug builds assert instead). `input` and `output` must not overlap, which the
 /// borrow checker already enforces.
+///
+/// On targets with the DSP extension ([`DSP_FAST_PATHS`](super::DSP_FAST_PATHS): thumbv7em,
+/// i.e. Cortex-M4/M7) this runs a `SXTB16`/`SMLAD` loop that computes two output channels per
+/// pass over the input; everywhere else it is [`fully_connected_s8_portable`]. Both give
+/// identical outputs.
 pub fn fully_connected_s8(p: &FcParams, input: &[i8], output: &mut [i8]) {
+    #[cfg(bonsai_dsp)]
+    fully_connected_s8_dsp(p, input, output);
+    #[cfg(not(bonsai_dsp))]
+    fully_connected_s8_portable(p, input, output);
+}
+
+/// The DSP-extension version of [`fully_connected_s8`]: the same checks and outputs, rows in
+/// pairs through `dsp::dot2`. Compiled on hosts for tests, with the instructions emulated.
+#[cfg(any(test, bonsai_dsp))]
+pub(crate) fn fully_connected_s8_dsp(p: &FcParams, input: &[i8], output: &mut [i8]) {
+    let in_len = input.len();
+    debug_assert_eq!(p.weights.len(), in_len * output.len(), "weights length");
+    debug_assert_eq!(p.folded_bias.len(), output.len(), "folded_bias length");
+    debug_assert_eq!(p.multiplier.len(), output.len(), "multiplier length");
+    debug_assert_eq!(p.shift.len(), output.len(), "shift length");
+
+    // chunks_exact(0) panics; with no inputs there is nothing for the DSP loop to do.
+    if in_len == 0 {
+        fully_connected_s8_portable(p, input, output);
+        return;
+    }
+    // Only fully described channels are written, as in the portable kernel.
+    let mut rows = p.weights.chunks_exact(in_len);
+    let mut channels = output
+        .iter_mut()
+        .zip(p.folded_bias)
+        .zip(p.multiplier)
+        .zip(p.shift);
+    let q = |acc: i32, m: i32, s: i32| requantize(acc, m, s, p.output_offset, p.act_min, p.act_max);
+    while let (Some((((out0, &b0), &m0), &s0)), Some(w0)) = (channels.next(), rows.next()) {
+        match (channels.next(), rows.next()) {
+            (Some((((out1, &b1), &m1), &s1)), Some(w1)) => {
+                let (a0, a1) = super::dsp::dot2(input, w0, w1, b0, b1);
+                *out0 = q(a0, m0, s0);
+                *out1 = q(a1, m1, s1);
+            }
+            _ => {
+                *out0 = q(super::dsp::dot1(input, w0, b0), m0, s0);
+                return;
+            }
+        }
+    }
+}
+
+/// The portable [`fully_connected_s8`] (plain `i8` loads, no DSP instructions): what hosts,
+/// Cortex-M0/M3 and M4 builds without the DSP feature run. Public so that firmware can
+/// measure one against the other.
+pub fn fully_connected_s8_portable(p: &FcParams, input: &[i8], output: &mut [i8]) {
     let in_len = input.len();
     debug_assert_eq!(p.weights.len(), in_len * output.len(), "weights length");
     debug_assert_eq!(p.folded_bias.len(), output.len(), "folded_bias length");
@@ -65,7 +118,7 @@ pub fn fully_connected_s8(p: &FcParams, input: &[i8], output: &mut [i8]) {
 ///
 /// Each product fits easily in i32 (|x·w| ≤ 2^14); the running sum wraps like the C kernels
 /// rather than carrying an overflow check, and the compiler proves real layers never wrap.
-/// Kept as a plain loop: this is the hot loop, to be replaced by DSP intrinsics later.
+/// Kept as a plain loop: the portable hot loop (the DSP targets use `dsp::dot2` instead).
 #[inline]
 fn dot_s8(a: &[i8], b: &[i8]) -> i32 {
     let mut sum = 0i32;
@@ -330,7 +383,21 @@ mod tests {
             };
             let mut actual = vec![0i8; n_out];
             fully_connected_s8(&p, &c.input, &mut actual);
-            prop_assert_eq!(actual, expected);
+            prop_assert_eq!(&actual, &expected);
+            let mut dsp = vec![0i8; n_out];
+            fully_connected_s8_dsp(&p, &c.input, &mut dsp);
+            prop_assert_eq!(dsp, expected);
+        }
+
+        #[test]
+        fn generated_cases_portable_and_dsp_equal_reference(seed in any::<u64>()) {
+            use crate::testgen::{check_fc, Scratch};
+            let mut s = std::boxed::Box::new(Scratch::new());
+            for f in [fully_connected_s8_portable, fully_connected_s8_dsp] {
+                if let Err(m) = check_fc(seed, &mut s, f) {
+                    prop_assert!(false, "{:?}", m);
+                }
+            }
         }
     }
 }
