@@ -1,6 +1,6 @@
 //! Renders the model crate's files from a [`Plan`].
 
-use super::plan::{DenseLayer, Place, Plan, Slot, Step, StepKind};
+use super::plan::{Geom, LayerKind, Place, Plan, Slot, Step, StepKind, WeightedLayer};
 use super::sparse::RowLenWidth;
 use super::{LowerError, Storage};
 use crate::ir::Model;
@@ -281,7 +281,7 @@ pub(super) fn lib_rs(model: &Model, plan: &Plan, crate_name: &str) -> String {
             .any(|i| matches!(i.place, Place::Arena(_)) && i.place != st.output.place)
     });
     let writes_arena = code_steps().any(|st| matches!(st.output.place, Place::Arena(_)));
-    let has_dense = plan.dense_layers().next().is_some();
+    let has_dense = plan.has_params();
     let has_relu = code_steps().any(|st| matches!(st.kind, StepKind::Relu { .. }));
     let has_requant = code_steps().any(|st| match &st.kind {
         StepKind::Concat(parts) => parts.iter().any(Option::is_some),
@@ -307,11 +307,22 @@ pub(super) fn lib_rs(model: &Model, plan: &Plan, crate_name: &str) -> String {
         _ => writeln!(s, "use bonsai_rt::arena::{{{}}};", arena_imports.join(", ")).unwrap(),
     }
     s.push_str("use bonsai_rt::kernels::argmax::argmax_s8;\n");
-    if plan.any_storage(Storage::Dense) {
-        s.push_str("use bonsai_rt::kernels::fully_connected::fully_connected_s8;\n");
-    }
-    if plan.any_storage(Storage::Sparse) {
-        s.push_str("use bonsai_rt::kernels::fully_connected_sparse::fully_connected_sparse_s8;\n");
+    let mut kernels: Vec<String> = code_steps()
+        .filter_map(|st| match &st.kind {
+            StepKind::Dense(d) => {
+                let f = kernel_fn(d);
+                Some(format!("{}::{f}", f.trim_end_matches("_s8")))
+            }
+            StepKind::Pool { max: true, .. } => Some("pooling::max_pool_s8".into()),
+            StepKind::Pool { max: false, .. } => Some("pooling::avg_pool_s8".into()),
+            StepKind::Add(_) => Some("add::add_s8".into()),
+            _ => None,
+        })
+        .collect();
+    kernels.sort();
+    kernels.dedup();
+    for k in &kernels {
+        writeln!(s, "use bonsai_rt::kernels::{k};").unwrap();
     }
     if has_relu {
         s.push_str("use bonsai_rt::kernels::relu::relu_s8;\n");
@@ -488,18 +499,13 @@ fn emit_step(s: &mut String, step: &Step) {
         StepKind::Dense(d) => {
             writeln!(
                 s,
-                "    // {name}: Dense {} -> {}{}, {}, {} -> {to}",
-                d.in_len,
-                d.out_len,
-                if d.relu { " + ReLU" } else { "" },
+                "    // {name}: {}, {}, {} -> {to}",
+                layer_summary(d),
                 storage_summary(d),
                 from[0]
             )
             .unwrap();
-            let kernel = match d.storage() {
-                Storage::Dense => "fully_connected_s8",
-                Storage::Sparse => "fully_connected_sparse_s8",
-            };
+            let kernel = kernel_fn(d);
             writeln!(
                 s,
                 "    {{\n{prelude}        {kernel}(&weights::LAYER{}, {}, {out});\n    }}",
@@ -545,8 +551,81 @@ fn emit_step(s: &mut String, step: &Step) {
             }
             s.push_str("    }\n");
         }
+        StepKind::Pool { max, .. } => {
+            let kernel = if *max { "max_pool_s8" } else { "avg_pool_s8" };
+            writeln!(
+                s,
+                "    // {name}: {}, {} -> {to}",
+                op_summary(step),
+                from[0]
+            )
+            .unwrap();
+            writeln!(
+                s,
+                "    {{\n{prelude}        {kernel}(&weights::LAYER{}, {}, {out});\n    }}",
+                step.index, inputs[0]
+            )
+            .unwrap();
+        }
+        StepKind::Add(_) => {
+            writeln!(s, "    // {name}: Add of {} -> {to}", from.join(", ")).unwrap();
+            writeln!(
+                s,
+                "    {{\n{prelude}        add_s8(&weights::LAYER{}, {}, {}, {out});\n    }}",
+                step.index, inputs[0], inputs[1]
+            )
+            .unwrap();
+        }
         StepKind::Alias => unreachable!("handled above"),
     }
+}
+
+/// The bonsai-rt function a weighted layer calls.
+fn kernel_fn(d: &WeightedLayer) -> &'static str {
+    match (d.kind, d.storage()) {
+        (LayerKind::Dense, Storage::Dense) => "fully_connected_s8",
+        (LayerKind::Dense, Storage::Sparse) => "fully_connected_sparse_s8",
+        (LayerKind::Conv(_), Storage::Dense) => "conv2d_s8",
+        (LayerKind::Conv(_), Storage::Sparse) => "conv2d_sparse_s8",
+        (LayerKind::Depthwise(_), _) => "depthwise_conv2d_s8",
+    }
+}
+
+/// "Dense 784 -> 300 + ReLU", "Conv2d 5x5/1 28x28x1 -> 24x24x20", ...
+fn layer_summary(d: &WeightedLayer) -> String {
+    let act = if d.relu { " + ReLU" } else { "" };
+    match d.kind {
+        LayerKind::Dense => format!("Dense {} -> {}{act}", d.in_len, d.out_len),
+        LayerKind::Conv(g) => format!("Conv2d {}{act}", geom_summary(&g)),
+        LayerKind::Depthwise(g) => format!("DWConv2d {}{act}", geom_summary(&g)),
+    }
+}
+
+fn geom_summary(g: &Geom) -> String {
+    format!(
+        "{}x{}/{} {}x{}x{} -> {}x{}x{}",
+        g.kernel_h, g.kernel_w, g.stride_h, g.in_h, g.in_w, g.in_c, g.out_h, g.out_w, g.out_c
+    )
+}
+
+/// A `Shape2d { .. }` literal.
+fn shape2d(g: &Geom) -> String {
+    format!(
+        "Shape2d {{ in_h: {}, in_w: {}, in_c: {}, out_h: {}, out_w: {}, out_c: {}, kernel_h: {}, \
+         kernel_w: {}, stride_h: {}, stride_w: {}, pad_top: {}, pad_left: {} }}",
+        g.in_h,
+        g.in_w,
+        g.in_c,
+        g.out_h,
+        g.out_w,
+        g.out_c,
+        g.kernel_h,
+        g.kernel_w,
+        g.stride_h,
+        g.stride_w,
+        g.pad_top,
+        g.pad_left
+    )
 }
 
 pub(super) fn weights_rs(model: &Model, plan: &Plan) -> String {
@@ -554,25 +633,96 @@ pub(super) fn weights_rs(model: &Model, plan: &Plan) -> String {
     s.push_str(
         "//! Per-layer parameters: int8 weights, folded int32 biases and requantization.\n\n",
     );
-    if plan.any_storage(Storage::Dense) {
-        s.push_str("use bonsai_rt::kernels::fully_connected::FcParams;\n");
+    let mut types: Vec<&str> = Vec::new();
+    for st in &plan.steps {
+        match &st.kind {
+            StepKind::Dense(d) => {
+                let sparse = d.storage() == Storage::Sparse;
+                if sparse {
+                    types.push("fully_connected_sparse::{RowLens, SparseMatrix}");
+                }
+                types.push(match (d.kind, sparse) {
+                    (LayerKind::Dense, false) => "fully_connected::FcParams",
+                    (LayerKind::Dense, true) => "fully_connected_sparse::SparseFcParams",
+                    (LayerKind::Conv(_), false) => "conv2d::Conv2dParams",
+                    (LayerKind::Conv(_), true) => "conv2d_sparse::SparseConv2dParams",
+                    (LayerKind::Depthwise(_), _) => "depthwise_conv2d::DepthwiseConv2dParams",
+                });
+                if d.kind != LayerKind::Dense {
+                    types.push("shape::Shape2d");
+                }
+            }
+            StepKind::Pool { .. } => types.extend(["pooling::PoolParams", "shape::Shape2d"]),
+            StepKind::Add(_) => types.push("add::AddParams"),
+            _ => {}
+        }
     }
-    if plan.any_storage(Storage::Sparse) {
-        s.push_str(
-            "use bonsai_rt::kernels::fully_connected_sparse::{RowLens, SparseFcParams, SparseMatrix};\n",
-        );
+    types.sort();
+    types.dedup();
+    for t in types {
+        writeln!(s, "use bonsai_rt::kernels::{t};").unwrap();
     }
-    for (step, d) in plan.dense_layers() {
-        match d.storage() {
-            Storage::Dense => emit_layer(&mut s, step, d),
-            Storage::Sparse => emit_sparse_layer(&mut s, step, d),
+    for step in &plan.steps {
+        match &step.kind {
+            StepKind::Dense(d) => match d.storage() {
+                Storage::Dense => emit_layer(&mut s, step, d),
+                Storage::Sparse => emit_sparse_layer(&mut s, step, d),
+            },
+            StepKind::Pool { geom, .. } => writeln!(
+                s,
+                "\n/// Node {}, `{}`: {}; output shares the input's quantization.\n\
+                 pub(crate) static LAYER{}: PoolParams = PoolParams {{\n\
+                 \x20   shape: {},\n\
+                 \x20   act_min: -128,\n\
+                 \x20   act_max: 127,\n\
+                 }};",
+                step.index,
+                doc_text(&step.name),
+                op_summary(step),
+                step.index,
+                shape2d(geom)
+            )
+            .unwrap(),
+            StepKind::Add(p) => writeln!(
+                s,
+                "\n/// Node {}, `{}`: int8 Add (TFLite ADD).\n\
+                 pub(crate) static LAYER{}: AddParams = AddParams {{\n\
+                 \x20   input1_offset: {},\n\
+                 \x20   input1_multiplier: {},\n\
+                 \x20   input1_shift: {},\n\
+                 \x20   input2_offset: {},\n\
+                 \x20   input2_multiplier: {},\n\
+                 \x20   input2_shift: {},\n\
+                 \x20   left_shift: {},\n\
+                 \x20   output_multiplier: {},\n\
+                 \x20   output_shift: {},\n\
+                 \x20   output_offset: {},\n\
+                 \x20   act_min: -128,\n\
+                 \x20   act_max: 127,\n\
+                 }};",
+                step.index,
+                doc_text(&step.name),
+                step.index,
+                p.input_offset[0],
+                p.input_multiplier[0],
+                p.input_shift[0],
+                p.input_offset[1],
+                p.input_multiplier[1],
+                p.input_shift[1],
+                p.left_shift,
+                p.output_multiplier,
+                p.output_shift,
+                p.output_offset
+            )
+            .unwrap(),
+            _ => {}
         }
     }
     s
 }
 
 /// "dense" or "sparse, E entries" (with the fillers among them, if any).
-fn storage_summary(d: &DenseLayer) -> String {
+fn storage_summary(d: &WeightedLayer) -> String {
     match d.storage() {
         Storage::Dense => "dense".into(),
         Storage::Sparse => {
@@ -586,7 +736,7 @@ fn storage_summary(d: &DenseLayer) -> String {
 }
 
 /// The per-channel arrays, shared by both storages.
-fn emit_channel_arrays(s: &mut String, n: usize, name: &str, d: &DenseLayer) {
+fn emit_channel_arrays(s: &mut String, n: usize, name: &str, d: &WeightedLayer) {
     let arrays: [(&str, String, &str, String); 3] = [
         (
             "FOLDED_BIAS",
@@ -621,7 +771,7 @@ fn emit_channel_arrays(s: &mut String, n: usize, name: &str, d: &DenseLayer) {
     }
 }
 
-fn emit_sparse_layer(s: &mut String, step: &Step, d: &DenseLayer) {
+fn emit_sparse_layer(s: &mut String, step: &Step, d: &WeightedLayer) {
     let n = step.index;
     let name = doc_text(&step.name);
     let sp = &d.choice.sparse;
@@ -630,6 +780,7 @@ fn emit_sparse_layer(s: &mut String, step: &Step, d: &DenseLayer) {
         RowLenWidth::U16 => ("u16", "U16"),
         RowLenWidth::TooLong => unreachable!("plan refuses sparse storage for such rows"),
     };
+    let (ty, shape, input_offset) = params_parts(d, "SparseFcParams");
     let total = d.in_len * d.out_len;
     let percent = if total == 0 {
         0.0
@@ -638,21 +789,19 @@ fn emit_sparse_layer(s: &mut String, step: &Step, d: &DenseLayer) {
     };
     writeln!(
         s,
-        "\n/// Node {n}, `{name}`: Dense {} -> {}{}, sparse: {} nonzero weights of {total} \
+        "\n/// Node {n}, `{name}`: {}, sparse: {} nonzero weights of {total} \
          ({percent:.1} %)\n/// in {} entries ({} fillers), {} bytes instead of {} dense.\n///\n\
          /// Input scale {:?}, zero point {}; output scale {:?}, zero point {}.\n\
-         pub(crate) static LAYER{n}: SparseFcParams<'static> = SparseFcParams {{\n\
+         pub(crate) static LAYER{n}: {ty}<'static> = {ty} {{\n{shape}\
          \x20   weights: SparseMatrix::new({}, &LAYER{n}_ENTRIES, RowLens::{len_variant}(&LAYER{n}_ROW_LENS)),\n\
          \x20   folded_bias: &LAYER{n}_FOLDED_BIAS,\n\
          \x20   multiplier: &LAYER{n}_MULTIPLIER,\n\
-         \x20   shift: &LAYER{n}_SHIFT,\n\
+         \x20   shift: &LAYER{n}_SHIFT,\n{input_offset}\
          \x20   output_offset: {},\n\
          \x20   act_min: {},\n\
          \x20   act_max: {},\n\
          }};",
-        d.in_len,
-        d.out_len,
-        if d.relu { ", fused ReLU" } else { "" },
+        layer_summary(d),
         sp.nonzeros,
         sp.entries.len(),
         sp.fillers(),
@@ -694,25 +843,24 @@ fn emit_sparse_layer(s: &mut String, step: &Step, d: &DenseLayer) {
     emit_channel_arrays(s, n, &name, d);
 }
 
-fn emit_layer(s: &mut String, step: &Step, d: &DenseLayer) {
+fn emit_layer(s: &mut String, step: &Step, d: &WeightedLayer) {
     let n = step.index;
     let name = doc_text(&step.name);
+    let (ty, shape, input_offset) = params_parts(d, "FcParams");
     writeln!(
         s,
-        "\n/// Node {n}, `{name}`: Dense {} -> {}{}.\n///\n\
+        "\n/// Node {n}, `{name}`: {}.\n///\n\
          /// Input scale {:?}, zero point {}; output scale {:?}, zero point {}.\n\
-         pub(crate) static LAYER{n}: FcParams<'static> = FcParams {{\n\
+         pub(crate) static LAYER{n}: {ty}<'static> = {ty} {{\n{shape}\
          \x20   weights: &LAYER{n}_WEIGHTS,\n\
          \x20   folded_bias: &LAYER{n}_FOLDED_BIAS,\n\
          \x20   multiplier: &LAYER{n}_MULTIPLIER,\n\
-         \x20   shift: &LAYER{n}_SHIFT,\n\
+         \x20   shift: &LAYER{n}_SHIFT,\n{input_offset}\
          \x20   output_offset: {},\n\
          \x20   act_min: {},\n\
          \x20   act_max: {},\n\
          }};",
-        d.in_len,
-        d.out_len,
-        if d.relu { ", fused ReLU" } else { "" },
+        layer_summary(d),
         d.qin.scale,
         d.qin.zero_point,
         d.qout.scale,
@@ -724,7 +872,7 @@ fn emit_layer(s: &mut String, step: &Step, d: &DenseLayer) {
     .unwrap();
     writeln!(
         s,
-        "\n/// `{name}` weights, row-major `[{}][{}]`, int8 symmetric per output channel.\n\
+        "\n/// `{name}` weights, row-major `[{}][{}]` (a filter is a row), int8 symmetric per output channel.\n\
          #[rustfmt::skip]\nstatic LAYER{n}_WEIGHTS: [i8; {}] = [{}];",
         d.out_len,
         d.in_len,
@@ -733,6 +881,27 @@ fn emit_layer(s: &mut String, step: &Step, d: &DenseLayer) {
     )
     .unwrap();
     emit_channel_arrays(s, n, &name, d);
+}
+
+/// The params struct's type and, for convolutions, its `shape` and `input_offset` field lines
+/// (a dense layer's input offset is folded into the bias and has no field).
+fn params_parts(d: &WeightedLayer, fc_type: &str) -> (String, String, String) {
+    let sparse = fc_type.starts_with("Sparse");
+    match d.kind {
+        LayerKind::Dense => (fc_type.to_string(), String::new(), String::new()),
+        LayerKind::Conv(g) | LayerKind::Depthwise(g) => {
+            let ty = match (d.kind, sparse) {
+                (LayerKind::Depthwise(_), _) => "DepthwiseConv2dParams",
+                (_, true) => "SparseConv2dParams",
+                _ => "Conv2dParams",
+            };
+            (
+                ty.to_string(),
+                format!("    shape: {},\n", shape2d(&g)),
+                format!("    input_offset: {},\n", -d.qin.zero_point),
+            )
+        }
+    }
 }
 
 /// `values` as array elements, `per_line` to a line, each right-aligned to `width`.
@@ -753,15 +922,22 @@ fn array_body<T: std::fmt::Display>(values: &[T], per_line: usize, width: usize)
 
 fn op_summary(step: &Step) -> String {
     match &step.kind {
-        StepKind::Dense(d) => format!(
+        StepKind::Dense(d) if d.kind == LayerKind::Dense => format!(
             "Dense {}→{}{}",
             d.in_len,
             d.out_len,
             if d.relu { " + ReLU" } else { "" }
         ),
+        StepKind::Dense(d) => layer_summary(d),
         StepKind::Relu { .. } => "ReLU".into(),
         StepKind::Concat(_) => "Concat".into(),
         StepKind::Alias => "Flatten".into(),
+        StepKind::Pool { max, geom } => format!(
+            "{} {}",
+            if *max { "MaxPool" } else { "AvgPool" },
+            geom_summary(geom)
+        ),
+        StepKind::Add(_) => "Add".into(),
     }
 }
 

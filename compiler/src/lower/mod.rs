@@ -229,7 +229,7 @@ pub fn lower(model: &Model, opts: &LowerOptions) -> Result<LoweredCrate, LowerEr
         ),
     ];
     // A model of ReLUs alone has no parameters (and lib.rs then declares no `weights` module).
-    if plan.dense_layers().next().is_some() {
+    if plan.has_params() {
         files.push((
             PathBuf::from("src/weights.rs"),
             emit::weights_rs(model, &plan),

@@ -4,8 +4,8 @@
 use super::memory::{self, Buffer, MemoryPlan};
 use super::sparse::{self, Choice};
 use super::{LayerInfo, LowerError, Storage, StoragePolicy};
-use crate::ir::{ActQuant, Activation, Dense, Model, Op, TensorId};
-use crate::quant::elementwise::RequantParams;
+use crate::ir::{ActQuant, Activation, Model, Op, TensorId};
+use crate::quant::elementwise::{add_params, AddParams, RequantParams};
 use crate::quant::{dense_requant, ActRange};
 
 /// Where a tensor lives while `infer` runs.
@@ -26,9 +26,68 @@ pub(super) struct Slot {
     pub len: usize,
 }
 
-/// A Dense layer's parameters exactly as the generated `FcParams` holds them.
+/// Geometry of a convolution or pooling layer, field for field bonsai-rt's `Shape2d`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Geom {
+    pub in_h: usize,
+    pub in_w: usize,
+    pub in_c: usize,
+    pub out_h: usize,
+    pub out_w: usize,
+    pub out_c: usize,
+    pub kernel_h: usize,
+    pub kernel_w: usize,
+    pub stride_h: usize,
+    pub stride_w: usize,
+    pub pad_top: usize,
+    pub pad_left: usize,
+}
+
+impl Geom {
+    fn new(
+        in_shape: &[usize],
+        out_shape: &[usize],
+        kernel: [usize; 2],
+        stride: [usize; 2],
+        padding: [usize; 4],
+    ) -> Geom {
+        Geom {
+            in_h: in_shape[0],
+            in_w: in_shape[1],
+            in_c: in_shape[2],
+            out_h: out_shape[0],
+            out_w: out_shape[1],
+            out_c: out_shape[2],
+            kernel_h: kernel[0],
+            kernel_w: kernel[1],
+            stride_h: stride[0],
+            stride_w: stride[1],
+            pad_top: padding[0],
+            pad_left: padding[1],
+        }
+    }
+
+    pub fn positions(&self) -> usize {
+        self.out_h * self.out_w
+    }
+}
+
+/// Which kernel a weighted layer runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum LayerKind {
+    /// `fully_connected_s8` / `fully_connected_sparse_s8`.
+    Dense,
+    /// `conv2d_s8` / `conv2d_sparse_s8` (filters are rows of `kh·kw·in_c`).
+    Conv(Geom),
+    /// `depthwise_conv2d_s8` (always dense storage).
+    Depthwise(Geom),
+}
+
+/// A Dense or Conv2d layer's parameters exactly as the generated params struct holds them. A
+/// convolution's filters are its rows: `in_len` is the filter size `kh·kw·in_c/groups`.
 #[derive(Clone, Debug)]
-pub(super) struct DenseLayer {
+pub(super) struct WeightedLayer {
+    pub kind: LayerKind,
     pub in_len: usize,
     pub out_len: usize,
     pub relu: bool,
@@ -48,7 +107,15 @@ pub(super) struct DenseLayer {
     pub choice: Box<Choice>,
 }
 
-impl DenseLayer {
+impl WeightedLayer {
+    /// Output positions the filters slide over (1 for a Dense layer).
+    pub fn positions(&self) -> usize {
+        match self.kind {
+            LayerKind::Dense => 1,
+            LayerKind::Conv(g) | LayerKind::Depthwise(g) => g.positions(),
+        }
+    }
+
     pub fn storage(&self) -> Storage {
         self.choice.storage
     }
@@ -70,7 +137,7 @@ impl DenseLayer {
 
 #[derive(Clone, Debug)]
 pub(super) enum StepKind {
-    Dense(DenseLayer),
+    Dense(WeightedLayer),
     /// `max(x, zero_point)` on `output`, after copying `inputs[0]` there unless they coincide
     /// (in place).
     Relu {
@@ -80,6 +147,13 @@ pub(super) enum StepKind {
     Concat(Vec<Option<RequantParams>>),
     /// Flatten: the output is the input's memory under another shape; no code.
     Alias,
+    /// Max (`max == true`) or average pooling; output shares the input's quantization.
+    Pool {
+        max: bool,
+        geom: Geom,
+    },
+    /// TFLite's int8 ADD of `inputs[0]` and `inputs[1]`.
+    Add(AddParams),
 }
 
 /// One node, with where it reads and writes.
@@ -105,11 +179,11 @@ impl Plan {
     }
 
     pub fn weight_bytes(&self) -> usize {
-        self.dense_layers().map(|(_, d)| d.param_bytes()).sum()
+        self.weighted_layers().map(|(_, d)| d.param_bytes()).sum()
     }
 
     pub fn layer_infos(&self) -> Vec<LayerInfo> {
-        self.dense_layers()
+        self.weighted_layers()
             .map(|(step, d)| LayerInfo {
                 index: step.index,
                 name: step.name.clone(),
@@ -121,17 +195,23 @@ impl Plan {
                 dense_weight_bytes: d.choice.dense_bytes,
                 sparse_weight_bytes: d.choice.sparse_bytes,
                 weight_bytes: d.param_bytes(),
-                dense_insns: d.choice.dense_insns,
-                sparse_insns: d.choice.sparse_insns,
+                dense_insns: d.choice.dense_insns.times(d.positions()),
+                sparse_insns: d.choice.sparse_insns.times(d.positions()),
             })
             .collect()
     }
 
-    pub fn any_storage(&self, storage: Storage) -> bool {
-        self.dense_layers().any(|(_, d)| d.storage() == storage)
+    /// True when some step has a `static` in `weights.rs`.
+    pub fn has_params(&self) -> bool {
+        self.steps.iter().any(|s| {
+            matches!(
+                s.kind,
+                StepKind::Dense(_) | StepKind::Pool { .. } | StepKind::Add(_)
+            )
+        })
     }
 
-    pub fn dense_layers(&self) -> impl Iterator<Item = (&Step, &DenseLayer)> {
+    pub fn weighted_layers(&self) -> impl Iterator<Item = (&Step, &WeightedLayer)> {
         self.steps.iter().filter_map(|s| match &s.kind {
             StepKind::Dense(d) => Some((s, d)),
             _ => None,
@@ -223,7 +303,49 @@ pub(super) fn plan(model: &Model, storage: StoragePolicy) -> Result<Plan, LowerE
         let q = |t: TensorId| model.tensor(t).quant.expect("checked");
         let (qin, qout) = (q(node.inputs[0]), q(node.output));
         let kind = match &node.op {
-            Op::Dense(d) => StepKind::Dense(dense_layer(&node.name, d, qin, qout, storage)?),
+            Op::Dense(_) | Op::Conv2d(_) => {
+                let in_shape = &model.tensor(node.inputs[0]).shape;
+                let out_shape = &model.tensor(node.output).shape;
+                let kind = match &node.op {
+                    Op::Conv2d(c) => {
+                        let g = Geom::new(in_shape, out_shape, c.kernel, c.stride, c.padding);
+                        if c.is_depthwise() {
+                            LayerKind::Depthwise(g)
+                        } else {
+                            LayerKind::Conv(g)
+                        }
+                    }
+                    _ => LayerKind::Dense,
+                };
+                let storage = match kind {
+                    LayerKind::Depthwise(_) => StoragePolicy::Dense,
+                    _ => storage,
+                };
+                StepKind::Dense(weighted_layer(
+                    &node.name, &node.op, kind, qin, qout, storage,
+                )?)
+            }
+            Op::MaxPool(p) | Op::AvgPool(p) => StepKind::Pool {
+                max: matches!(node.op, Op::MaxPool(_)),
+                geom: Geom::new(
+                    &model.tensor(node.inputs[0]).shape,
+                    &model.tensor(node.output).shape,
+                    p.kernel,
+                    p.stride,
+                    p.padding,
+                ),
+            },
+            Op::Add => {
+                let p = add_params(qin, q(node.inputs[1]), qout);
+                // bonsai-rt's ADD, like TFLite's, takes multipliers below one only.
+                if p.output_shift > 0 {
+                    return Err(LowerError::BadQuant(format!(
+                        "node {:?}: Add output scale {} is too small for its inputs' scales",
+                        node.name, qout.scale
+                    )));
+                }
+                StepKind::Add(p)
+            }
             Op::Relu => StepKind::Relu {
                 zero_point: qin.zero_point.clamp(-128, 127) as i8,
             },
@@ -234,7 +356,6 @@ pub(super) fn plan(model: &Model, storage: StoragePolicy) -> Result<Plan, LowerE
                     .collect(),
             ),
             Op::Flatten => StepKind::Alias,
-            _ => unreachable!("rejected by check_ops"),
         };
         steps.push(Step {
             index: k,
@@ -272,8 +393,15 @@ fn check_ops(model: &Model) -> Result<(), LowerError> {
             })
         };
         match &node.op {
-            Op::Dense(_) | Op::Concat => {}
-            Op::Relu | Op::Flatten => {
+            Op::Dense(_) | Op::Conv2d(_) | Op::Concat => {}
+            Op::Add if node.inputs.len() != 2 => {
+                return unsupported(format!(
+                    "int8 Add takes two inputs, this one has {}",
+                    node.inputs.len()
+                ))
+            }
+            Op::Add => {}
+            Op::Relu | Op::Flatten | Op::MaxPool(_) | Op::AvgPool(_) => {
                 let (a, b) = (
                     model.tensor(node.inputs[0]).quant,
                     model.tensor(node.output).quant,
@@ -285,7 +413,6 @@ fn check_ops(model: &Model) -> Result<(), LowerError> {
                     ));
                 }
             }
-            other => return unsupported(format!("{} has no runtime kernel yet", other.kind())),
         }
     }
     Ok(())
@@ -316,9 +443,13 @@ fn check_quantized(model: &Model) -> Result<(), LowerError> {
         }
     }
     for node in &model.nodes {
-        if let Op::Dense(d) = &node.op {
-            let Some(q) = &d.quant else {
-                return not_quantized(format!("Dense node {:?} has no int8 weights", node.name));
+        if node.op.weights().is_some() {
+            let Some(q) = node.op.weight_quant() else {
+                return not_quantized(format!(
+                    "{} node {:?} has no int8 weights",
+                    node.op.kind(),
+                    node.name
+                ));
             };
             if let Some(s) = q
                 .weight_scale
@@ -339,18 +470,22 @@ fn check_quantized(model: &Model) -> Result<(), LowerError> {
 /// parameters with the functions the golden interpreter uses. Also rules out int32 accumulator
 /// overflow and left-shift overflow in requantization for every possible int8 input, so that
 /// the kernels' wrapping arithmetic is exact.
-fn dense_layer(
+fn weighted_layer(
     name: &str,
-    d: &Dense,
+    op: &Op,
+    kind: LayerKind,
     qin: ActQuant,
     qout: ActQuant,
     storage: StoragePolicy,
-) -> Result<DenseLayer, LowerError> {
-    let q = d.quant.as_ref().expect("checked");
-    let n_in = d.in_features;
+) -> Result<WeightedLayer, LowerError> {
+    let w = op.weights().expect("Dense or Conv2d");
+    let q = op.weight_quant().expect("checked");
+    let n_in = w.fan();
+    let out_channels = w.out_channels;
+    let activation = op.activation();
     let rq = dense_requant(qin.scale, qout.scale, &q.weight_scale);
-    let range = ActRange::for_output(qout, d.activation);
-    let mut folded_bias = Vec::with_capacity(d.out_features);
+    let range = ActRange::for_output(qout, activation);
+    let mut folded_bias = Vec::with_capacity(out_channels);
     for (o, (&bias, &(_, shift))) in q.bias_q.iter().zip(&rq).enumerate() {
         let row = &q.weight_q[o * n_in..(o + 1) * n_in];
         let sum: i64 = row.iter().map(|&w| w as i64).sum();
@@ -391,11 +526,12 @@ fn dense_layer(
         }
         folded_bias.push(folded32);
     }
-    let choice = sparse::choose(name, &q.weight_q, n_in, d.out_features, storage)?;
-    Ok(DenseLayer {
+    let choice = sparse::choose(name, &q.weight_q, n_in, out_channels, storage)?;
+    Ok(WeightedLayer {
+        kind,
         in_len: n_in,
-        out_len: d.out_features,
-        relu: d.activation == Activation::Relu,
+        out_len: out_channels,
+        relu: activation == Activation::Relu,
         weights: q.weight_q.clone(),
         folded_bias,
         multiplier: rq.iter().map(|&(m, _)| m).collect(),

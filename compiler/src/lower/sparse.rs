@@ -184,6 +184,16 @@ pub struct Insns {
     pub thumbv6m: u64,
 }
 
+impl Insns {
+    /// `n` calls' worth (a convolution runs its filters once per output position).
+    pub fn times(self, n: usize) -> Insns {
+        Insns {
+            thumbv7em: self.thumbv7em * n as u64,
+            thumbv6m: self.thumbv6m * n as u64,
+        }
+    }
+}
+
 /// What the choice was based on, for one Dense layer.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Choice {

@@ -250,7 +250,7 @@ fn tiny_crate_layout_and_contents() {
 fn folded_bias_and_requant_match_the_formulas() {
     let m = tiny();
     let p = plan::plan(&m, StoragePolicy::Auto).unwrap();
-    for (step, d) in p.dense_layers() {
+    for (step, d) in p.weighted_layers() {
         let node = &m.nodes[step.index];
         let Op::Dense(dense) = &node.op else { panic!() };
         let q = dense.quant.as_ref().unwrap();
@@ -387,14 +387,61 @@ fn concat_dag_matches_the_integer_reference() {
 fn dag_with_residual_add_and_cross_layer_concat() {
     let m = crate::ir::tests::tiny_dag();
     let q = quant::quantize(&m, &samples(4, 64, 3)).unwrap();
-    match lower(&q, &LowerOptions::default()) {
-        // The ADD kernel is not in bonsai-rt yet: the node is named.
-        Err(LowerError::Unsupported { node, msg }) => {
-            assert_eq!(node, "add");
-            assert!(msg.contains("Add"), "{msg}");
-        }
-        other => panic!("{other:?}"),
+    let lib = end_to_end(
+        "dag",
+        &q,
+        Check {
+            host_build: false,
+            storage: AUTO,
+        },
+    );
+    assert!(lib.contains("add_s8(&weights::LAYER2, "), "{lib}");
+    assert!(lib.contains("Concat of"), "{lib}");
+}
+
+/// tiny_cnn with its weights scaled so that a fraction of each conv filter is pruned.
+fn cnn_samples(n: usize, seed: u64) -> Vec<Vec<f32>> {
+    samples(36, n, seed)
+}
+
+#[test]
+fn cnn_with_conv_depthwise_pools_and_flatten_matches_the_reference() {
+    let m = crate::ir::tests::tiny_cnn();
+    let q = quant::quantize(&m, &cnn_samples(64, 9)).unwrap();
+    for (case, storage) in [
+        ("cnn-dense", StoragePolicy::Dense),
+        ("cnn-sparse", StoragePolicy::Sparse),
+    ] {
+        let lib = end_to_end(
+            case,
+            &q,
+            Check {
+                host_build: case == "cnn-sparse",
+                storage,
+            },
+        );
+        assert!(lib.contains("max_pool_s8(&weights::LAYER1, "), "{lib}");
+        assert!(
+            lib.contains("depthwise_conv2d_s8(&weights::LAYER2, "),
+            "{lib}"
+        );
+        assert!(lib.contains("avg_pool_s8(&weights::LAYER3, "), "{lib}");
+        assert!(lib.contains("flat: Flatten, no code"), "{lib}");
+        let conv = if storage == StoragePolicy::Sparse {
+            "conv2d_sparse_s8"
+        } else {
+            "conv2d_s8"
+        };
+        assert!(
+            lib.contains(&format!("{conv}(&weights::LAYER0, input, ")),
+            "{lib}"
+        );
     }
+    let p = plan::plan(&q, StoragePolicy::Auto).unwrap();
+    // conv1 144 B (steps 0-1), pool1 36 (1-2), dw2 36 (2-3), pool2/flat 16 (3-4): 180 at step 1.
+    assert_eq!(p.memory.max_live_bytes, 180);
+    assert_eq!(p.arena_bytes(), 180);
+    assert_eq!(p.memory.naive_bytes, 232);
 }
 
 #[test]
@@ -830,6 +877,9 @@ fn check_no_panic(asm: &str, name: &str) {
         "fully_connected_sparse_s8",
         "relu_s8",
         "requantize_s8",
+        "conv2d",
+        "pool_s8",
+        "add_s8",
         "copy_s8",
         "as_i8",
         "argmax_s8",
@@ -1313,7 +1363,7 @@ fn sparse_model_forced_sparse_matches_the_integer_reference() {
 }
 
 #[test]
-fn sparse_model_auto_mixes_sparse_and_dense_layers() {
+fn sparse_model_auto_mixes_sparse_and_weighted_layers() {
     let m = quantized(&sparse_model("mixed", true));
     let lib = end_to_end(
         "mixed",
