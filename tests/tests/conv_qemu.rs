@@ -39,7 +39,7 @@ fn weights(rng: &mut Rng, n: usize, fan_in: usize, density: f32) -> (Vec<f32>, V
 }
 
 fn lenet5(density: f32) -> Model {
-    let mut rng = Rng(0x5eed_1e7e_5u64);
+    let mut rng = Rng(0x0005_eed1_e7e5_u64);
     let mut m = Model::with_input(
         "lenet5-sparse",
         vec![28, 28, 1],
