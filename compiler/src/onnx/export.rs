@@ -2,7 +2,9 @@
 //! The op mapping and its reasons are in the module docs of [`crate::onnx`].
 
 use super::OnnxError;
-use crate::ir::{ActQuant, Activation, Dense, Model, Op, TensorId, IR_VERSION};
+use crate::ir::{
+    ActQuant, Activation, Conv2d, Model, Node, Op, Pool, TensorId, WeightQuant, IR_VERSION,
+};
 use prost::Message;
 use std::collections::HashSet;
 use tract_onnx::pb::{
@@ -29,34 +31,213 @@ const BATCH_DIM: &str = "batch";
 pub fn export_float(model: &Model) -> Result<Vec<u8>, OnnxError> {
     model.validate()?;
     let mut g = GraphBuilder::new();
-    let mut names = g.tensor_names(model);
+    g.reserve(INPUT_NAME);
+    g.reserve(OUTPUT_NAME);
+    let mut values = Values::new(model);
+    values.set(model.inputs[0], Layout::Flat, INPUT_NAME.to_string());
+    let output = model.outputs[0];
     for node in &model.nodes {
-        let out = names[node.output.0].clone();
-        let ins: Vec<String> = node.inputs.iter().map(|i| names[i.0].clone()).collect();
+        let layout = output_layout(model, node, &values);
+        let out = if node.output == output && layout == Layout::Flat {
+            OUTPUT_NAME.to_string()
+        } else {
+            g.unique(&model.tensor(node.output).name)
+        };
         match &node.op {
             Op::Dense(d) => {
+                let x = values.flat(&mut g, node.inputs[0]);
                 let w = g.init_f32(
                     &format!("{}.weight", node.name),
                     &[d.out_features, d.in_features],
                     &d.weight,
                 );
                 let b = g.init_f32(&format!("{}.bias", node.name), &[d.out_features], &d.bias);
-                g.gemm_relu(&node.name, &ins[0], &w, &b, d.activation, &out);
+                g.gemm_relu(&node.name, &x, &w, &b, d.activation, &out);
             }
-            Op::Relu => g.node("Relu", &node.name, &ins, &out, vec![]),
-            Op::Add => g.add_chain(&node.name, &ins, &out),
-            Op::Concat => g.node("Concat", &node.name, &ins, &out, vec![attr_int("axis", 1)]),
-            other => {
-                return Err(OnnxError::Unsupported {
-                    node: node.name.clone(),
-                    op: other.kind(),
-                })
+            Op::Conv2d(c) => {
+                let x = values.nchw(&mut g, node.inputs[0]);
+                let w = g.init_f32(
+                    &format!("{}.weight", node.name),
+                    &oihw_dims(c),
+                    &ohwi_to_oihw(&c.weight, c),
+                );
+                let b = g.init_f32(&format!("{}.bias", node.name), &[c.out_channels], &c.bias);
+                g.conv_act(&node.name, &x, &w, &b, c, &out);
+            }
+            Op::MaxPool(p) | Op::AvgPool(p) => {
+                let x = values.nchw(&mut g, node.inputs[0]);
+                g.pool(&node.name, &node.op, p, &x, &out);
+            }
+            Op::Flatten => values.flatten_into(&mut g, &node.name, node.inputs[0], &out),
+            Op::Relu => {
+                let x = values.get(&mut g, node.inputs[0], layout);
+                g.node("Relu", &node.name, &[x], &out, vec![]);
+            }
+            Op::Add => {
+                let ins: Vec<String> = node
+                    .inputs
+                    .iter()
+                    .map(|&i| values.get(&mut g, i, layout))
+                    .collect();
+                g.add_chain(&node.name, &ins, &out);
+            }
+            Op::Concat => {
+                let ins: Vec<String> = node
+                    .inputs
+                    .iter()
+                    .map(|&i| values.flat(&mut g, i))
+                    .collect();
+                g.node("Concat", &node.name, &ins, &out, vec![attr_int("axis", 1)]);
+            }
+        }
+        values.set(node.output, layout, out);
+    }
+    values.finish_output(&mut g, output);
+    let graph = g.into_graph(model, DataType::Float, DataType::Float);
+    Ok(encode(model, graph, "float"))
+}
+
+/// How an IR tensor is held in the ONNX graph. ONNX's Conv and pools work on NCHW while the
+/// IR is HWC, so an image lives as `[batch, C, H, W]` between convolutions and pools and is
+/// transposed back to `[batch, H*W*C]` (the IR's memory order) wherever it is read flat:
+/// Flatten, a Dense (whose IR weights assume HWC order), Concat and the graph output.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Layout {
+    /// `[batch, len]` in IR memory order.
+    Flat,
+    /// `[batch, C, H, W]` of an IR `[H, W, C]` tensor.
+    Nchw,
+}
+
+/// The layout a node's output is produced in: images stay NCHW through ReLU and Add.
+fn output_layout(model: &Model, node: &Node, values: &Values) -> Layout {
+    match &node.op {
+        Op::Conv2d(_) | Op::MaxPool(_) | Op::AvgPool(_) => Layout::Nchw,
+        Op::Dense(_) | Op::Flatten | Op::Concat => Layout::Flat,
+        Op::Relu | Op::Add => {
+            let image = model.tensor(node.output).shape.len() == 3;
+            if image && node.inputs.iter().all(|&i| values.has(i, Layout::Nchw)) {
+                Layout::Nchw
+            } else {
+                Layout::Flat
             }
         }
     }
-    g.finish_output(model, &mut names);
-    let graph = g.into_graph(model, DataType::Float, DataType::Float);
-    Ok(encode(model, graph, "float"))
+}
+
+/// The ONNX value names of every IR tensor, per layout, with conversions emitted on demand
+/// (and then reused).
+struct Values {
+    shapes: Vec<Vec<usize>>,
+    names: Vec<[Option<String>; 2]>,
+}
+
+impl Values {
+    fn new(model: &Model) -> Self {
+        Values {
+            shapes: model.tensors.iter().map(|t| t.shape.clone()).collect(),
+            names: vec![[None, None]; model.tensors.len()],
+        }
+    }
+
+    fn set(&mut self, t: TensorId, layout: Layout, name: String) {
+        self.names[t.0][layout as usize] = Some(name);
+    }
+
+    fn has(&self, t: TensorId, layout: Layout) -> bool {
+        self.names[t.0][layout as usize].is_some()
+    }
+
+    fn flat(&mut self, g: &mut GraphBuilder, t: TensorId) -> String {
+        self.get(g, t, Layout::Flat)
+    }
+
+    fn nchw(&mut self, g: &mut GraphBuilder, t: TensorId) -> String {
+        self.get(g, t, Layout::Nchw)
+    }
+
+    /// The value of `t` in `layout`, converting (Reshape/Transpose) from the other one if
+    /// needed.
+    fn get(&mut self, g: &mut GraphBuilder, t: TensorId, layout: Layout) -> String {
+        if let Some(name) = &self.names[t.0][layout as usize] {
+            return name.clone();
+        }
+        let name = match layout {
+            Layout::Flat => {
+                let src = self.names[t.0][Layout::Nchw as usize]
+                    .clone()
+                    .expect("every tensor is produced in some layout");
+                let base = format!("{src}.flat");
+                let dst = g.unique(&base);
+                g.nchw_to_flat(&src, &self.shapes[t.0], &dst);
+                dst
+            }
+            Layout::Nchw => {
+                let src = self.names[t.0][Layout::Flat as usize]
+                    .clone()
+                    .expect("every tensor is produced in some layout");
+                let dst = g.unique(&format!("{src}.nchw"));
+                g.flat_to_nchw(&src, &self.shapes[t.0], &dst);
+                dst
+            }
+        };
+        self.set(t, layout, name.clone());
+        name
+    }
+
+    /// Flatten: the flat value of `t` as `out` (the IR's Flatten moves no data, so on a flat
+    /// value it is an `Identity`).
+    fn flatten_into(&mut self, g: &mut GraphBuilder, name: &str, t: TensorId, out: &str) {
+        if let Some(flat) = self.names[t.0][Layout::Flat as usize].clone() {
+            g.node("Identity", name, &[flat], out, vec![]);
+        } else {
+            let nchw = self.nchw(g, t);
+            g.nchw_to_flat(&nchw, &self.shapes[t.0], out);
+        }
+    }
+
+    /// Makes sure the graph output `"logits"` exists: a flat output already has that name; an
+    /// NCHW one is flattened into it; an output that is the input is copied by `Identity`.
+    fn finish_output(&mut self, g: &mut GraphBuilder, output: TensorId) {
+        match &self.names[output.0] {
+            [Some(flat), _] if flat == OUTPUT_NAME => {}
+            [Some(flat), _] => {
+                let flat = flat.clone();
+                g.node("Identity", "output_identity", &[flat], OUTPUT_NAME, vec![]);
+            }
+            [None, Some(nchw)] => {
+                let nchw = nchw.clone();
+                g.nchw_to_flat(&nchw, &self.shapes[output.0], OUTPUT_NAME);
+            }
+            [None, None] => unreachable!("the output is produced"),
+        }
+    }
+}
+
+/// `[out, in/groups, kh, kw]`.
+fn oihw_dims(c: &Conv2d) -> [usize; 4] {
+    [
+        c.out_channels,
+        c.channels_per_group(),
+        c.kernel[0],
+        c.kernel[1],
+    ]
+}
+
+/// IR filter layout OHWI → ONNX's OIHW (any element type).
+fn ohwi_to_oihw<T: Copy + Default>(v: &[T], c: &Conv2d) -> Vec<T> {
+    let ([kh, kw], cpg) = (c.kernel, c.channels_per_group());
+    let mut t = vec![T::default(); v.len()];
+    for o in 0..c.out_channels {
+        for y in 0..kh {
+            for x in 0..kw {
+                for i in 0..cpg {
+                    t[((o * cpg + i) * kh + y) * kw + x] = v[((o * kh + y) * kw + x) * cpg + i];
+                }
+            }
+        }
+    }
+    t
 }
 
 /// The quantized model as a QDQ graph with float input and output:
@@ -116,18 +297,23 @@ fn export_qdq(model: &Model, io: Io) -> Result<Vec<u8>, OnnxError> {
         );
         params.push((s, z));
     }
-    let mut q_names: Vec<String> = vec![String::new(); model.tensors.len()];
-    let mut f_names: Vec<String> = vec![String::new(); model.tensors.len()];
+    // Int8 values (only the output's is read, for the int8-IO graph) and dequantized float
+    // values, per layout.
+    let mut q_values = Values::new(model);
+    let mut f_values = Values::new(model);
 
-    // Quantizes float value `pre` as tensor `t`, then dequantizes it if anything reads it.
+    // Quantizes float value `pre` (in `layout`) as tensor `t`, then dequantizes it if anything
+    // reads it.
     let emit_qdq = |g: &mut GraphBuilder,
-                    q_names: &mut Vec<String>,
-                    f_names: &mut Vec<String>,
+                    q_values: &mut Values,
+                    f_values: &mut Values,
                     t: TensorId,
-                    pre: &str| {
+                    pre: &str,
+                    layout: Layout| {
         let name = &model.tensor(t).name;
         let (s, z) = &params[t.0];
-        let q = if t == output && io == Io::Int8 {
+        let flat_output = t == output && layout == Layout::Flat;
+        let q = if flat_output && io == Io::Int8 {
             OUTPUT_NAME.to_string()
         } else {
             g.unique(&format!("{name}.q"))
@@ -139,9 +325,9 @@ fn export_qdq(model: &Model, io: Io) -> Result<Vec<u8>, OnnxError> {
             &q,
             vec![],
         );
-        q_names[t.0] = q.clone();
+        q_values.set(t, layout, q.clone());
         if consumed[t.0] {
-            let f = if t == output && io == Io::Float {
+            let f = if flat_output && io == Io::Float {
                 OUTPUT_NAME.to_string()
             } else {
                 g.unique(&format!("{name}.dq"))
@@ -153,12 +339,19 @@ fn export_qdq(model: &Model, io: Io) -> Result<Vec<u8>, OnnxError> {
                 &f,
                 vec![],
             );
-            f_names[t.0] = f;
+            f_values.set(t, layout, f);
         }
     };
 
     match io {
-        Io::Float => emit_qdq(&mut g, &mut q_names, &mut f_names, input, INPUT_NAME),
+        Io::Float => emit_qdq(
+            &mut g,
+            &mut q_values,
+            &mut f_values,
+            input,
+            INPUT_NAME,
+            Layout::Flat,
+        ),
         Io::Int8 => {
             let name = &model.tensor(input).name;
             let (s, z) = &params[input.0];
@@ -170,47 +363,72 @@ fn export_qdq(model: &Model, io: Io) -> Result<Vec<u8>, OnnxError> {
                 &f,
                 vec![],
             );
-            q_names[input.0] = INPUT_NAME.to_string();
-            f_names[input.0] = f;
+            q_values.set(input, Layout::Flat, INPUT_NAME.to_string());
+            f_values.set(input, Layout::Flat, f);
         }
     }
 
     for node in &model.nodes {
-        let ins: Vec<String> = node.inputs.iter().map(|i| f_names[i.0].clone()).collect();
+        let layout = output_layout(model, node, &f_values);
         let pre = g.unique(&format!("{}.out_float", node.name));
         match &node.op {
             Op::Dense(d) => {
+                let x = f_values.flat(&mut g, node.inputs[0]);
                 let s_in = quant(node.inputs[0]).scale;
-                let (w, b) = dequantized_dense_params(&mut g, &node.name, d, s_in);
-                g.gemm_relu(&node.name, &ins[0], &w, &b, d.activation, &pre);
+                let dims = [d.out_features, d.in_features];
+                let q = d.quant.as_ref().expect("checked by is_quantized");
+                let (w, b) = dequantized_params(&mut g, &node.name, &dims, &q.weight_q, q, s_in);
+                g.gemm_relu(&node.name, &x, &w, &b, d.activation, &pre);
             }
-            Op::Relu => g.node("Relu", &node.name, &ins, &pre, vec![]),
-            Op::Add => g.add_chain(&node.name, &ins, &pre),
-            Op::Concat => g.node("Concat", &node.name, &ins, &pre, vec![attr_int("axis", 1)]),
-            other => {
-                return Err(OnnxError::Unsupported {
-                    node: node.name.clone(),
-                    op: other.kind(),
-                })
+            Op::Conv2d(c) => {
+                let x = f_values.nchw(&mut g, node.inputs[0]);
+                let s_in = quant(node.inputs[0]).scale;
+                let q = c.quant.as_ref().expect("checked by is_quantized");
+                let wq = ohwi_to_oihw(&q.weight_q, c);
+                let (w, b) = dequantized_params(&mut g, &node.name, &oihw_dims(c), &wq, q, s_in);
+                g.conv_act(&node.name, &x, &w, &b, c, &pre);
+            }
+            Op::MaxPool(p) | Op::AvgPool(p) => {
+                let x = f_values.nchw(&mut g, node.inputs[0]);
+                g.pool(&node.name, &node.op, p, &x, &pre);
+            }
+            Op::Flatten => f_values.flatten_into(&mut g, &node.name, node.inputs[0], &pre),
+            Op::Relu => {
+                let x = f_values.get(&mut g, node.inputs[0], layout);
+                g.node("Relu", &node.name, &[x], &pre, vec![]);
+            }
+            Op::Add => {
+                let ins: Vec<String> = node
+                    .inputs
+                    .iter()
+                    .map(|&i| f_values.get(&mut g, i, layout))
+                    .collect();
+                g.add_chain(&node.name, &ins, &pre);
+            }
+            Op::Concat => {
+                let ins: Vec<String> = node
+                    .inputs
+                    .iter()
+                    .map(|&i| f_values.flat(&mut g, i))
+                    .collect();
+                g.node("Concat", &node.name, &ins, &pre, vec![attr_int("axis", 1)]);
             }
         }
-        emit_qdq(&mut g, &mut q_names, &mut f_names, node.output, &pre);
+        emit_qdq(
+            &mut g,
+            &mut q_values,
+            &mut f_values,
+            node.output,
+            &pre,
+            layout,
+        );
     }
 
-    // A model whose output is its input (no nodes) still needs a node producing "logits".
-    let produced = match io {
-        Io::Float => &f_names[output.0],
-        Io::Int8 => &q_names[output.0],
-    };
-    if produced != OUTPUT_NAME {
-        let produced = produced.clone();
-        g.node(
-            "Identity",
-            "output_identity",
-            &[produced],
-            OUTPUT_NAME,
-            vec![],
-        );
+    // "logits": the output's int8 or dequantized value, flattened if it is an image, or an
+    // Identity when the model has no nodes.
+    match io {
+        Io::Float => f_values.finish_output(&mut g, output),
+        Io::Int8 => q_values.finish_output(&mut g, output),
     }
 
     let (elem, variant) = match io {
@@ -221,21 +439,19 @@ fn export_qdq(model: &Model, io: Io) -> Result<Vec<u8>, OnnxError> {
     Ok(encode(model, graph, variant))
 }
 
-/// Int8 weights and int32 biases with their per-channel `DequantizeLinear`; returns the names of
-/// the dequantized (float) weight and bias.
-fn dequantized_dense_params(
+/// Int8 weights (`weight_q`, already in ONNX layout `dims`, output channel first) and int32
+/// biases with their per-channel `DequantizeLinear` on axis 0; returns the names of the
+/// dequantized (float) weight and bias.
+fn dequantized_params(
     g: &mut GraphBuilder,
     node: &str,
-    d: &Dense,
+    dims: &[usize],
+    weight_q: &[i8],
+    q: &WeightQuant,
     s_in: f32,
 ) -> (String, String) {
-    let q = d.quant.as_ref().expect("checked by is_quantized");
-    let n_out = d.out_features;
-    let wq = g.init_i8(
-        &format!("{node}.weight_q"),
-        &[n_out, d.in_features],
-        &q.weight_q,
-    );
+    let n_out = dims[0];
+    let wq = g.init_i8(&format!("{node}.weight_q"), dims, weight_q);
     let ws = g.init_f32(&format!("{node}.weight_scale"), &[n_out], &q.weight_scale);
     let wz = g.init_i8(
         &format!("{node}.weight_zero_point"),
@@ -293,8 +509,7 @@ fn check_quant(model: &Model) -> Result<(), OnnxError> {
         }
     }
     for node in &model.nodes {
-        if let Op::Dense(d) = &node.op {
-            let q = d.quant.as_ref().expect("checked by is_quantized");
+        if let Some(q) = node.op.weight_quant() {
             if let Some((o, s)) = q
                 .weight_scale
                 .iter()
@@ -346,35 +561,6 @@ impl GraphBuilder {
         name
     }
 
-    /// ONNX value names for the IR tensors of a float graph: the model input is `"input"`, the
-    /// model output `"logits"` (unless it is the input, see [`Self::finish_output`]).
-    fn tensor_names(&mut self, model: &Model) -> Vec<String> {
-        self.reserve(INPUT_NAME);
-        self.reserve(OUTPUT_NAME);
-        model
-            .tensors
-            .iter()
-            .enumerate()
-            .map(|(i, t)| {
-                if i == model.inputs[0].0 {
-                    INPUT_NAME.to_string()
-                } else if i == model.outputs[0].0 {
-                    OUTPUT_NAME.to_string()
-                } else {
-                    self.unique(&t.name)
-                }
-            })
-            .collect()
-    }
-
-    /// Adds an `Identity` when the model's output is its input (a model without nodes).
-    fn finish_output(&mut self, model: &Model, names: &mut [String]) {
-        if model.outputs[0] == model.inputs[0] {
-            let input = names[model.inputs[0].0].clone();
-            self.node("Identity", "output_identity", &[input], OUTPUT_NAME, vec![]);
-        }
-    }
-
     fn node(
         &mut self,
         op_type: &str,
@@ -410,6 +596,92 @@ impl GraphBuilder {
                 self.relu6(&format!("{name}.relu6"), &gemm, out);
             }
         }
+    }
+
+    /// `Conv` (NCHW, OIHW weights; ONNX's `pads` order `[top, left, bottom, right]` is the
+    /// IR's) followed by the fused activation.
+    fn conv_act(&mut self, name: &str, x: &str, w: &str, b: &str, c: &Conv2d, out: &str) {
+        let ins = [x.to_string(), w.to_string(), b.to_string()];
+        let attrs = vec![
+            attr_ints("kernel_shape", &c.kernel),
+            attr_ints("strides", &c.stride),
+            attr_ints("pads", &c.padding),
+            attr_ints("dilations", &[1, 1]),
+            attr_int("group", c.groups as i64),
+        ];
+        match c.activation {
+            Activation::None => self.node("Conv", name, &ins, out, attrs),
+            Activation::Relu => {
+                let conv = self.unique(&format!("{name}.conv"));
+                self.node("Conv", name, &ins, &conv, attrs);
+                self.node("Relu", &format!("{name}.relu"), &[conv], out, vec![]);
+            }
+            Activation::Relu6 => {
+                let conv = self.unique(&format!("{name}.conv"));
+                self.node("Conv", name, &ins, &conv, attrs);
+                self.relu6(&format!("{name}.relu6"), &conv, out);
+            }
+        }
+    }
+
+    /// `MaxPool` (padding never wins) or `AveragePool` with `count_include_pad=0` (padding not
+    /// counted), as the IR defines them.
+    fn pool(&mut self, name: &str, op: &Op, p: &Pool, x: &str, out: &str) {
+        let mut attrs = vec![
+            attr_ints("kernel_shape", &p.kernel),
+            attr_ints("strides", &p.stride),
+            attr_ints("pads", &p.padding),
+        ];
+        let op_type = match op {
+            Op::MaxPool(_) => "MaxPool",
+            _ => {
+                attrs.push(attr_int("count_include_pad", 0));
+                "AveragePool"
+            }
+        };
+        self.node(op_type, name, &[x.to_string()], out, attrs);
+    }
+
+    /// `[batch, H*W*C]` (HWC order) → `[batch, C, H, W]`: Reshape to NHWC, Transpose.
+    fn flat_to_nchw(&mut self, src: &str, shape: &[usize], dst: &str) {
+        let dims = [-1, shape[0] as i64, shape[1] as i64, shape[2] as i64];
+        let s = self.init_i64(&format!("{dst}.shape"), &[4], &dims);
+        let nhwc = self.unique(&format!("{dst}.nhwc"));
+        self.node(
+            "Reshape",
+            &format!("{dst}.reshape"),
+            &[src.to_string(), s],
+            &nhwc,
+            vec![],
+        );
+        self.node(
+            "Transpose",
+            &format!("{dst}.transpose"),
+            &[nhwc],
+            dst,
+            vec![attr_ints("perm", &[0, 3, 1, 2])],
+        );
+    }
+
+    /// `[batch, C, H, W]` → `[batch, H*W*C]` in HWC order: Transpose to NHWC, Reshape.
+    fn nchw_to_flat(&mut self, src: &str, shape: &[usize], dst: &str) {
+        let nhwc = self.unique(&format!("{dst}.nhwc"));
+        self.node(
+            "Transpose",
+            &format!("{dst}.transpose"),
+            &[src.to_string()],
+            &nhwc,
+            vec![attr_ints("perm", &[0, 2, 3, 1])],
+        );
+        let len: usize = shape.iter().product();
+        let s = self.init_i64(&format!("{dst}.shape"), &[2], &[-1, len as i64]);
+        self.node(
+            "Reshape",
+            &format!("{dst}.reshape"),
+            &[nhwc, s],
+            dst,
+            vec![],
+        );
     }
 
     /// `Clip(x, 0, 6)`; since opset 11 the bounds are inputs, not attributes.
@@ -461,6 +733,11 @@ impl GraphBuilder {
         self.initializer(base, dims, DataType::Int8, raw)
     }
 
+    fn init_i64(&mut self, base: &str, dims: &[usize], data: &[i64]) -> String {
+        let raw = data.iter().flat_map(|v| v.to_le_bytes()).collect();
+        self.initializer(base, dims, DataType::Int64, raw)
+    }
+
     fn init_i32(&mut self, base: &str, dims: &[usize], data: &[i32]) -> String {
         let raw = data.iter().flat_map(|v| v.to_le_bytes()).collect();
         self.initializer(base, dims, DataType::Int32, raw)
@@ -487,6 +764,15 @@ fn attr_int(name: &str, i: i64) -> AttributeProto {
         name: name.to_string(),
         r#type: AttributeType::Int as i32,
         i,
+        ..Default::default()
+    }
+}
+
+fn attr_ints(name: &str, v: &[usize]) -> AttributeProto {
+    AttributeProto {
+        name: name.to_string(),
+        r#type: AttributeType::Ints as i32,
+        ints: v.iter().map(|&x| x as i64).collect(),
         ..Default::default()
     }
 }

@@ -20,6 +20,22 @@
 //! | `Relu` | `Relu` | `Relu` (output parameters equal the input's, so `Q`/`DQ` are exact) |
 //! | `Add` | chain of binary `Add` (same summation order as the reference) | same, on dequantized inputs, then `Q`/`DQ` |
 //! | `Concat` | `Concat(axis=1)` | same, on dequantized inputs, then `Q`/`DQ` |
+//! | `Conv2d` (+ fused ReLU/ReLU6) | `Conv(x, W, b)` on NCHW, `W` float OIHW, `pads` = IR `[top, left, bottom, right]`, `group` = groups; then `Relu` / `Clip(0, 6)` | `Conv(x, DQ(W_q, axis=0), DQ(b_q, s_in·s_w, axis=0))` with `W_q` int8 OIHW, then as Dense |
+//! | `MaxPool` | `MaxPool` (ONNX pads never win a max) | same on the dequantized input; output parameters equal the input's |
+//! | `AvgPool` | `AveragePool(count_include_pad=0)` | same; runtimes average in float and round half to even, the integer reference (TFLite) rounds half away from zero: 1 LSB apart at ties |
+//! | `Flatten` | `Identity`, or the NHWC flattening below | same |
+//! | `Relu6` activation | `Clip(x, 0, 6)` | same |
+//!
+//! # Layouts
+//!
+//! The graph input stays `[batch, INPUT_LEN]` in the IR's memory order (HWC for images), so a
+//! runtime is fed exactly what the references take. ONNX's `Conv` and pools are NCHW, so an
+//! image is `Reshape`d to `[batch, H, W, C]` and `Transpose`d (`perm = [0, 3, 1, 2]`) where a
+//! convolution or pool first reads it, stays NCHW through convolutions, pools, ReLUs and Adds,
+//! and is `Transpose`d back (`perm = [0, 2, 3, 1]`) and `Reshape`d to `[batch, H*W*C]` wherever
+//! it is read flat (Flatten, Dense, Concat, the output). Dense weights therefore stay exactly as
+//! in the IR (`[out, in]` over HWC order); conv weights are reordered from the IR's OHWI to
+//! ONNX's OIHW, int8 ones too (per-channel scales stay on axis 0).
 //!
 //! Quantization parameters of the QDQ graph (see [`crate::quant`]):
 //! * activations: int8 per tensor, `QuantizeLinear`/`DequantizeLinear` with scalar scale and
@@ -76,6 +92,8 @@ pub enum OnnxError {
     BadTensorQuant { tensor: String, msg: String },
     #[error("node {node:?}: {msg}")]
     BadNodeQuant { node: String, msg: String },
+    /// No op of IR version 1 produces it (the exporters match every op); kept for ops added
+    /// later.
     #[error("node {node:?}: {op} cannot be exported to ONNX yet")]
     Unsupported { node: String, op: &'static str },
     #[error("tract rejected the ONNX model: {0}")]

@@ -5,11 +5,12 @@
 //! density: `d_l = max(d, min(1, d · sqrt(mean_size / size_l)))`, i.e. small layers stay denser
 //! than the overall target (rule chosen here, not from the papers; measured in BENCHMARKS.md).
 
-use crate::ir::{Model, Op};
+use crate::ir::Model;
 
-/// Per-layer target densities for an overall target `density`, in Dense-node order.
+/// Per-layer target densities for an overall target `density`, one per weighted (Dense or
+/// Conv2d) node in node order.
 pub fn layer_densities(model: &Model, density: f64) -> Vec<f64> {
-    let sizes: Vec<f64> = dense_sizes(model).into_iter().map(|s| s as f64).collect();
+    let sizes: Vec<f64> = layer_sizes(model).into_iter().map(|s| s as f64).collect();
     let mean = sizes.iter().sum::<f64>() / sizes.len().max(1) as f64;
     sizes
         .iter()
@@ -17,51 +18,106 @@ pub fn layer_densities(model: &Model, density: f64) -> Vec<f64> {
         .collect()
 }
 
-fn dense_sizes(model: &Model) -> Vec<usize> {
+fn layer_sizes(model: &Model) -> Vec<usize> {
     model
         .nodes
         .iter()
-        .filter_map(|n| match &n.op {
-            Op::Dense(d) => Some(d.weight.len()),
-            _ => None,
-        })
+        .filter_map(|n| n.op.weights().map(|w| w.weight.len()))
         .collect()
 }
 
-/// Deactivates the smallest-magnitude active weights of each Dense layer until it holds at most
-/// `densities[k]` of its connections (ties broken by position, so results repeat). Returns the
-/// number of connections removed.
+/// Deactivates the smallest-magnitude active weights of each Dense and Conv2d layer until it
+/// holds at most `densities[k]` of its connections (ties broken by position, so results
+/// repeat). Returns the number of connections removed.
 pub fn prune_to(model: &mut Model, densities: &[f64]) -> usize {
     let mut removed = 0;
-    let mut k = 0;
-    for node in &mut model.nodes {
-        let Op::Dense(d) = &mut node.op else { continue };
-        let keep = (densities[k] * d.weight.len() as f64).round() as usize;
-        k += 1;
-        let mut active: Vec<usize> = (0..d.weight.len()).filter(|&i| d.mask.get(i)).collect();
+    let layers = model.nodes.iter_mut().filter_map(|n| n.op.weights_mut());
+    for (lw, &density) in layers.zip(densities) {
+        let keep = (density * lw.weight.len() as f64).round() as usize;
+        let mut active: Vec<usize> = (0..lw.weight.len()).filter(|&i| lw.mask.get(i)).collect();
         if active.len() <= keep {
             continue;
         }
         active.sort_by(|&a, &b| {
-            d.weight[a]
+            lw.weight[a]
                 .abs()
-                .total_cmp(&d.weight[b].abs())
+                .total_cmp(&lw.weight[b].abs())
                 .then(a.cmp(&b))
         });
         for &i in &active[..active.len() - keep] {
-            d.mask.set(i, false);
-            d.weight[i] = 0.0;
+            lw.mask.set(i, false);
+            lw.weight[i] = 0.0;
             removed += 1;
         }
     }
     removed
 }
 
-/// Overall density of the Dense weights (nonzero connections / all connections).
+/// Overall density of the Dense and Conv2d weights (active connections / all connections).
 pub fn density(model: &Model) -> f64 {
-    let (on, all) = model.nodes.iter().fold((0, 0), |(on, all), n| match &n.op {
-        Op::Dense(d) => (on + d.nonzero_weights(), all + d.weight.len()),
-        _ => (on, all),
-    });
+    let (on, all) = model
+        .nodes
+        .iter()
+        .filter_map(|n| n.op.weights())
+        .fold((0, 0), |(on, all), w| {
+            (on + w.mask.count_ones(), all + w.weight.len())
+        });
     on as f64 / all.max(1) as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ir::tests::{tiny_cnn, tiny_mlp};
+
+    #[test]
+    fn densities_cover_conv_and_dense_layers() {
+        let m = tiny_cnn();
+        // conv1 36, depthwise 36, fc 48 weights: the largest layer gets the lowest density.
+        let d = layer_densities(&m, 0.3);
+        assert_eq!(d.len(), 3);
+        assert!(d[2] < d[0] && d[0] == d[1], "{d:?}");
+        assert!(d.iter().all(|&x| (0.3..=1.0).contains(&x)));
+        assert!((density(&m) - (32.0 + 36.0 + 48.0) / 120.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn prune_to_removes_the_smallest_conv_weights_and_keeps_the_model_valid() {
+        let mut m = tiny_cnn();
+        let before = m.clone();
+        let removed = prune_to(&mut m, &[0.5, 0.25, 1.0]);
+        m.validate().unwrap();
+        let active = |m: &Model, k: usize| m.nodes[k].op.weights().unwrap().mask.count_ones();
+        assert_eq!(active(&m, 0), 18);
+        assert_eq!(active(&m, 2), 9);
+        assert_eq!(active(&m, 5), 48);
+        assert_eq!(removed, (32 - 18) + (36 - 9));
+        // Every surviving conv1 weight is at least as large as every removed one.
+        let (w0, w1) = (
+            before.nodes[0].op.weights().unwrap(),
+            m.nodes[0].op.weights().unwrap(),
+        );
+        let smallest_kept = (0..36)
+            .filter(|&i| w1.mask.get(i))
+            .map(|i| w1.weight[i].abs())
+            .fold(f32::MAX, f32::min);
+        let largest_removed = (0..36)
+            .filter(|&i| w0.mask.get(i) && !w1.mask.get(i))
+            .map(|i| w0.weight[i].abs())
+            .fold(0f32, f32::max);
+        assert!(smallest_kept >= largest_removed);
+        // Kept weights are untouched.
+        assert!((0..36)
+            .filter(|&i| w1.mask.get(i))
+            .all(|i| w1.weight[i] == w0.weight[i]));
+    }
+
+    #[test]
+    fn dense_only_models_prune_as_before() {
+        let mut m = tiny_mlp();
+        assert_eq!(layer_densities(&m, 0.5).len(), 2);
+        let removed = prune_to(&mut m, &[0.5, 0.5]);
+        m.validate().unwrap();
+        assert_eq!(removed, (11 - 6) + (6 - 3));
+    }
 }

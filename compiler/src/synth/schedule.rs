@@ -85,7 +85,7 @@ pub fn synthesize(
         Method::Nest => {
             nest::random_sparse_seed(model, schedule.seed_density, cfg.seed);
             train::train(model, train_s, val_s, cfg, &mut *on_epoch)?;
-            let grads = train::dense_weight_gradients(model, train_s, cfg.batch_size, 50);
+            let grads = train::weight_gradients(model, train_s, cfg.batch_size, 50);
             let grown = nest::grow_connections(model, &grads, schedule.grow_fraction);
             let r = train::train(model, train_s, val_s, &retrain, &mut *on_epoch)?;
             log(format!(

@@ -102,7 +102,7 @@ fn dense_gradient_matches_finite_differences_at_dormant_positions() {
         d.weight[5] = 0.0;
     }
     let s = blobs(16, 9);
-    let g = dense_weight_gradients(&m, &s, 16, 1);
+    let g = weight_gradients(&m, &s, 16, 1);
     // mean cross-entropy loss in f64 through the float reference
     let loss = |m: &Model| -> f64 {
         (0..s.len())
@@ -134,4 +134,229 @@ fn dense_gradient_matches_finite_differences_at_dormant_positions() {
         "{} vs {fd}",
         g[1][5]
     );
+}
+
+/// 6x6x1 images (HWC, flat): a bright 2x2 blob whose column band (left, middle, right) is the
+/// class, at a random row, on noise.
+fn blob_images(n: usize, seed: u64) -> Samples {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut x = Vec::with_capacity(n * 36);
+    let mut y = Vec::with_capacity(n);
+    for i in 0..n {
+        let c = i % 3;
+        let row = rand::Rng::random_range(&mut rng, 0..5usize);
+        let mut img: Vec<f32> = (0..36)
+            .map(|_| rand::Rng::random_range(&mut rng, -0.3..0.3))
+            .collect();
+        for dy in 0..2 {
+            for dx in 0..2 {
+                img[(row + dy) * 6 + 2 * c + dx] += 1.5;
+            }
+        }
+        x.extend(img);
+        y.push(c as u32);
+    }
+    Samples { x, y, dim: 36 }
+}
+
+/// Strided convolution with asymmetric ("SAME", stride 2) padding and a depthwise multiplier of
+/// 2, a max pool with padding, a Dense reading an image directly (no Flatten) and an Add of
+/// images: the layouts and paddings tiny_cnn does not cover.
+pub(crate) fn strided_cnn() -> Model {
+    use crate::ir::{Activation, Conv2d, Dense, Pool};
+    let det = |k: usize, scale: f32| ((k * 29 + 7) % 19) as f32 / 19.0 * scale - scale / 2.0;
+    let mut m = Model::with_input("strided", vec![8, 8, 2], Preprocess::identity(), vec![]);
+    let c1 = Conv2d::new(
+        2,
+        3,
+        [3, 3],
+        [2, 2],
+        [0, 0, 1, 1],
+        1,
+        (0..3 * 9 * 2).map(|k| det(k, 1.0)).collect(),
+        vec![0.1, -0.1, 0.2],
+        Activation::None,
+    );
+    let a = m.add_node("c1", Op::Conv2d(c1), vec![m.inputs[0]], vec![4, 4, 3]);
+    let mut dw = Conv2d::new(
+        3,
+        6,
+        [2, 3],
+        [1, 1],
+        [1, 1, 0, 1],
+        3,
+        (0..6 * 6).map(|k| det(k + 3, 1.5)).collect(),
+        vec![0.0; 6],
+        Activation::Relu6,
+    );
+    dw.mask.set(4, false);
+    dw.weight[4] = 0.0;
+    let b = m.add_node("dw", Op::Conv2d(dw), vec![a], vec![4, 4, 6]);
+    let r = m.add_node("relu", Op::Relu, vec![b], vec![4, 4, 6]);
+    let s = m.add_node("sum", Op::Add, vec![b, r], vec![4, 4, 6]);
+    let p = Pool {
+        kernel: [3, 3],
+        stride: [2, 2],
+        padding: [1, 0, 1, 0],
+    };
+    let p = m.add_node("mp", Op::MaxPool(p), vec![s], vec![2, 1, 6]);
+    let d = Dense::new(
+        12,
+        4,
+        (0..48).map(|k| det(k + 1, 1.0)).collect(),
+        vec![0.0; 4],
+        Activation::None,
+    );
+    let y = m.add_node("fc", Op::Dense(d), vec![p], vec![4]);
+    m.outputs.push(y);
+    m.validate().unwrap();
+    m
+}
+
+fn max_forward_diff(m: &Model, inputs: &Samples) -> f32 {
+    let device = Device::flex().autodiff();
+    let (net, masks) = Net::from_model(m, &device);
+    let x = Tensor::<2>::from_data(
+        TensorData::new(inputs.x.clone(), [inputs.len(), inputs.dim]),
+        &device,
+    );
+    let got = net.forward(m, &masks, x).into_data();
+    let got = got.as_slice::<f32>().unwrap();
+    let n_out = m.output_len();
+    let mut worst = 0f32;
+    for i in 0..inputs.len() {
+        let want = crate::interp::float::run(m, inputs.row(i)).unwrap();
+        for (a, b) in got[i * n_out..(i + 1) * n_out].iter().zip(&want) {
+            worst = worst.max((a - b).abs());
+        }
+    }
+    worst
+}
+
+fn random_samples(n: usize, dim: usize, seed: u64) -> Samples {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    Samples {
+        x: (0..n * dim)
+            .map(|_| rand::Rng::random_range(&mut rng, -2.0..2.0))
+            .collect(),
+        y: vec![0; n],
+        dim,
+    }
+}
+
+#[test]
+fn conv_net_forward_matches_float_reference() {
+    let m = crate::ir::tests::tiny_cnn();
+    let d = max_forward_diff(&m, &random_samples(20, 36, 1));
+    assert!(d < 1e-4, "tiny_cnn: max |diff| {d}");
+    let m = strided_cnn();
+    let d2 = max_forward_diff(&m, &random_samples(20, 128, 2));
+    assert!(d2 < 1e-4, "strided_cnn: max |diff| {d2}");
+    eprintln!("net vs interp::float: tiny_cnn {d:e}, strided_cnn {d2:e}");
+}
+
+#[test]
+fn write_back_of_an_untrained_net_is_the_identity() {
+    let device = Device::flex().autodiff();
+    for m in [
+        crate::ir::tests::tiny_cnn(),
+        strided_cnn(),
+        crate::ir::tests::tiny_mlp(),
+    ] {
+        let (net, _) = Net::from_model(&m, &device);
+        let mut back = m.clone();
+        // Scramble first so that the comparison sees what write_back wrote.
+        for node in &mut back.nodes {
+            if let Some(lw) = node.op.weights_mut() {
+                lw.weight.iter_mut().for_each(|w| *w = 9.0);
+                lw.bias.iter_mut().for_each(|b| *b = 9.0);
+            }
+        }
+        net.write_back(&mut back);
+        assert_eq!(back, m, "{}", m.name);
+    }
+}
+
+#[test]
+fn conv_gradient_matches_finite_differences_at_dormant_and_active_positions() {
+    let m = crate::ir::tests::tiny_cnn();
+    let s = blob_images(12, 4);
+    let g = weight_gradients(&m, &s, 12, 1);
+    assert_eq!(g.len(), 3);
+    assert_eq!(g[0].len(), 36);
+    assert_eq!(g[1].len(), 36);
+    assert_eq!(g[2].len(), 48);
+    let loss = |m: &Model| -> f64 {
+        (0..s.len())
+            .map(|i| {
+                let z = crate::interp::float::run(m, s.row(i)).unwrap();
+                let mx = z.iter().cloned().fold(f32::MIN, f32::max) as f64;
+                let lse = z.iter().map(|&v| (v as f64 - mx).exp()).sum::<f64>().ln() + mx;
+                lse - z[s.y[i] as usize] as f64
+            })
+            .sum::<f64>()
+            / s.len() as f64
+    };
+    let h = 1e-3f32;
+    let mut checked = 0;
+    // (weighted layer, node, IR weight index): conv1's dormant 5 and 13, active conv1 and
+    // depthwise (node 2) weights.
+    for (layer, node, idx) in [(0, 0, 5), (0, 0, 13), (0, 0, 7), (1, 2, 10), (1, 2, 33)] {
+        let w0 = m.nodes[node].op.weights().unwrap().weight[idx];
+        let at = |v: f32| {
+            let mut p = m.clone();
+            p.nodes[node].op.weights_mut().unwrap().weight[idx] = v;
+            loss(&p)
+        };
+        let fd = (at(w0 + h) - at(w0 - h)) / (2.0 * h as f64);
+        let got = g[layer][idx] as f64;
+        assert!(
+            (got - fd).abs() < 2e-3 + 2e-2 * fd.abs(),
+            "node {node} weight {idx}: {got} vs finite difference {fd}"
+        );
+        checked += usize::from(fd.abs() > 1e-3);
+    }
+    assert!(checked >= 3, "too few nonzero gradients to compare");
+}
+
+#[test]
+fn conv_net_learns_and_keeps_dormant_weights_zero() {
+    let mut m = crate::ir::tests::tiny_cnn();
+    m.class_names = vec!["left".into(), "middle".into(), "right".into()];
+    let before = m.clone();
+    let (tr, va) = (blob_images(240, 1), blob_images(60, 2));
+    let cfg = TrainConfig {
+        max_epochs: 12,
+        batch_size: 16,
+        learning_rate: 1e-2,
+        patience: 6,
+        seed: 5,
+    };
+    let acc0 = float_accuracy(&m, &va);
+    let report = train(&mut m, &tr, &va, &cfg, |_| {}).unwrap();
+    m.validate().unwrap(); // nonzero dormant weights are invalid
+    let acc = float_accuracy(&m, &va);
+    assert!(acc >= 0.9, "accuracy {acc} (before {acc0})");
+    assert_eq!(report.best_val_accuracy, acc);
+    let (Op::Conv2d(c0), Op::Conv2d(c1)) = (&before.nodes[0].op, &m.nodes[0].op) else {
+        panic!()
+    };
+    assert_eq!(c1.mask, c0.mask);
+    let moved = (0..36)
+        .filter(|&i| c0.mask.get(i) && c0.weight[i] != c1.weight[i])
+        .count();
+    assert!(moved >= 30, "only {moved} active conv weights moved");
+}
+
+#[test]
+fn batched_accuracy_agrees_with_the_reference_interpreter() {
+    let m = crate::ir::tests::tiny_cnn();
+    // More samples than one evaluation batch, so the batching is exercised.
+    let s = blob_images(300, 7);
+    let fast = float_accuracy(&m, &s);
+    assert_eq!(fast, float_accuracy_reference(&m, &s));
+    let mlp = seed_model(2);
+    let b = blobs(300, 3);
+    assert_eq!(float_accuracy(&mlp, &b), float_accuracy_reference(&mlp, &b));
+    assert!(fast > 0.0 && fast < 1.0, "degenerate accuracy {fast}");
 }
