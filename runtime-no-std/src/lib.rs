@@ -48,5 +48,6 @@
 extern crate std;
 
 pub mod arena;
+pub mod features;
 pub mod kernels;
 pub mod requant;
