@@ -49,7 +49,9 @@ impl Default for SynthOptions {
 /// `cargo xtask synthesize`.
 #[derive(clap::Args, Clone, Debug)]
 pub struct SynthArgs {
-    /// `digits` (embedded default), `mnist:DIR`, `fashion-mnist:DIR` or `csv:FILE[:label=COLUMN]`.
+    /// `digits` (embedded default), `mnist:DIR`, `fashion-mnist:DIR`, `csv:FILE[:label=COLUMN]`,
+    /// `ts:TRAIN.ts[,TEST.ts]` (raw series), `imu:TRAIN.ts[,TEST.ts]` (IMU window features, as
+    /// the board firmware computes them) or `basicmotions[:DIR]` (embedded IMU activity data).
     #[arg(long, default_value = "digits")]
     pub data: String,
     #[arg(long, default_value = "out")]
@@ -258,7 +260,7 @@ pub fn synthesize(opts: &SynthOptions) -> anyhow::Result<Summary> {
     let calib: Vec<Vec<f32>> = (0..train_s.len().min(opts.calibration_samples))
         .map(|i| train_s.row(i).to_vec())
         .collect();
-    let q = quant::quantize(&model, &calib)?;
+    let q = quant::quantize_with_input(&model, &calib, data::fixed_input_quant(&opts.data))?;
     let float_acc = train::float_accuracy(&model, &test_s);
     let int8_acc = int8_accuracy(&q, &test_s)?;
 

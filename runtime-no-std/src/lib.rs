@@ -48,6 +48,7 @@
 extern crate std;
 
 pub mod arena;
+pub mod features;
 pub mod kernels;
 pub mod requant;
 #[cfg(any(test, feature = "testgen"))]

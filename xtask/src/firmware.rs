@@ -54,16 +54,190 @@ pub static BOARDS: [Board; 2] = [
     },
 ];
 
+/// A hardware board crate under `firmware-examples/`: the IMU activity classifier
+/// (`imu-pipeline`), flashed with probe-rs. Not run under QEMU.
+#[derive(Debug, PartialEq, Eq)]
+pub struct HardwareBoard {
+    /// Directory under `firmware-examples/`, also the package and binary name.
+    pub name: &'static str,
+    /// Rust target triple (the board's `.cargo/config.toml` selects it too).
+    pub target: &'static str,
+    /// The MCU, for messages and BENCHMARKS.md.
+    pub mcu: &'static str,
+    /// `probe-rs --chip` name (the board's runner uses it).
+    pub chip: &'static str,
+    /// FLASH length in the board's memory.x, bytes.
+    pub flash_limit: u64,
+    /// RAM length in the board's memory.x, bytes.
+    pub ram_limit: u64,
+}
+
+/// Every hardware board crate under `firmware-examples/`.
+pub static HARDWARE_BOARDS: [HardwareBoard; 3] = [
+    HardwareBoard {
+        name: "nucleo-f401re",
+        target: "thumbv7em-none-eabihf",
+        mcu: "STM32F401RE (Cortex-M4F, 84 MHz)",
+        chip: "STM32F401RETx",
+        flash_limit: 512 << 10,
+        ram_limit: 96 << 10,
+    },
+    HardwareBoard {
+        name: "nrf52840-dk",
+        target: "thumbv7em-none-eabihf",
+        mcu: "nRF52840 (Cortex-M4F, 64 MHz)",
+        chip: "nRF52840_xxAA",
+        flash_limit: 1024 << 10,
+        ram_limit: 256 << 10,
+    },
+    HardwareBoard {
+        name: "rp-pico",
+        target: "thumbv6m-none-eabi",
+        mcu: "RP2040 (Cortex-M0+, 125 MHz)",
+        chip: "RP2040",
+        // memory.x: 2 MiB minus the 256-byte second-stage bootloader (counted in `.boot2`).
+        flash_limit: 2 << 20,
+        ram_limit: 256 << 10,
+    },
+];
+
+/// Looks a hardware board up by its name.
+pub fn hardware_board(name: &str) -> Option<&'static HardwareBoard> {
+    HARDWARE_BOARDS.iter().find(|b| b.name == name)
+}
+
+/// Every board name, QEMU and hardware, for messages.
+pub fn all_board_names() -> Vec<&'static str> {
+    BOARDS
+        .iter()
+        .map(|b| b.name)
+        .chain(HARDWARE_BOARDS.iter().map(|b| b.name))
+        .collect()
+}
+
+impl HardwareBoard {
+    /// The board crate: `<root>/firmware-examples/<name>`.
+    pub fn dir(&self, root: &Path) -> PathBuf {
+        root.join("firmware-examples").join(self.name)
+    }
+
+    /// Where the generated model crate must be (gitignored): `<board dir>/model`.
+    pub fn model_dir(&self, root: &Path) -> PathBuf {
+        self.dir(root).join("model")
+    }
+
+    /// An error unless `info` fits the board's flash and RAM. RAM here is static RAM (the
+    /// window ring buffer, the model arena and the RTT buffer are all statics); the stack comes
+    /// on top (see firmware-examples/README.md).
+    pub fn check_fits(&self, info: &ElfInfo) -> Result<()> {
+        if info.flash_bytes > self.flash_limit {
+            bail!(
+                "the model does not fit {} ({}): flash {} B > {} B",
+                self.name,
+                self.mcu,
+                info.flash_bytes,
+                self.flash_limit
+            );
+        }
+        if info.static_ram_bytes > self.ram_limit {
+            bail!(
+                "the model does not fit {} ({}): static RAM {} B > {} B",
+                self.name,
+                self.mcu,
+                info.static_ram_bytes,
+                self.ram_limit
+            );
+        }
+        Ok(())
+    }
+}
+
+/// The linker to use for hardware boards: flip-link (stack-overflow protection: the stack is
+/// placed below the statics, so an overflow faults instead of silently corrupting them) when
+/// it is installed, else the target's default (rust-lld). Returns the variable to set, if any.
+pub fn flip_link_env(target: &str) -> Option<(String, PathBuf)> {
+    let exe = format!("flip-link{}", env::consts::EXE_SUFFIX);
+    let path = find_on_path(&exe)?;
+    let var = format!(
+        "CARGO_TARGET_{}_LINKER",
+        target.to_ascii_uppercase().replace('-', "_")
+    );
+    Some((var, path))
+}
+
+/// Builds a hardware board crate (release) around the model crate already in
+/// [`HardwareBoard::model_dir`] and returns the image's sizes, after checking that they fit.
+pub fn build_hardware(root: &Path, board: &HardwareBoard) -> Result<ElfInfo> {
+    let dir = board.dir(root);
+    if !dir.join("Cargo.toml").is_file() {
+        bail!("board {}: no board crate at {}", board.name, dir.display());
+    }
+    let model = board.model_dir(root);
+    if !model.join("Cargo.toml").is_file() {
+        bail!(
+            "board {}: no model crate at {}: put the lowered model crate there before building",
+            board.name,
+            model.display()
+        );
+    }
+    let mut cmd = Command::new(cargo());
+    cmd.current_dir(&dir)
+        .args([
+            "build",
+            "--release",
+            "--message-format=json-render-diagnostics",
+        ])
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit());
+    match flip_link_env(board.target) {
+        Some((var, path)) => {
+            cmd.env(var, path);
+        }
+        None => eprintln!(
+            "note: flip-link is not installed, linking {} without stack-overflow protection \
+             (`cargo install flip-link` enables it)",
+            board.name
+        ),
+    }
+    let out = cmd
+        .output()
+        .with_context(|| format!("board {}: cannot run cargo", board.name))?;
+    if !out.status.success() {
+        bail!(
+            "board {}: cargo build --release in {} failed ({}); cargo's messages are above",
+            board.name,
+            dir.display(),
+            out.status
+        );
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let elf = executable_from_json(&stdout, board.name).unwrap_or_else(|| {
+        dir.join("target")
+            .join(board.target)
+            .join("release")
+            .join(board.name)
+    });
+    if !elf.is_file() {
+        bail!(
+            "board {}: the build succeeded but its image {} is missing",
+            board.name,
+            elf.display()
+        );
+    }
+    let info = elf_info(&elf).with_context(|| format!("board {}", board.name))?;
+    board.check_fits(&info)?;
+    Ok(info)
+}
+
 /// Looks a board up by its name (`qemu-microbit`) or its QEMU machine (`microbit`).
 pub fn board(name: &str) -> Result<&'static Board> {
     BOARDS
         .iter()
         .find(|b| b.name == name || b.qemu_machine == name)
         .ok_or_else(|| {
-            let known: Vec<&str> = BOARDS.iter().map(|b| b.name).collect();
             anyhow!(
                 "unknown board `{name}`: known boards are {}",
-                known.join(", ")
+                all_board_names().join(", ")
             )
         })
 }
@@ -161,7 +335,8 @@ pub fn parse_size_a(output: &str) -> Result<SectionSizes> {
             .with_context(|| format!("llvm-size: bad size `{size}` for section {name}"))?;
         seen_any = true;
         match name {
-            ".vector_table" | ".text" | ".gnu.sgstubs" => s.text += size,
+            // `.boot2`: the RP2040's second-stage bootloader, in flash before the vector table.
+            ".vector_table" | ".text" | ".gnu.sgstubs" | ".boot2" => s.text += size,
             ".rodata" => s.rodata += size,
             ".data" => s.data += size,
             ".bss" | ".uninit" => s.bss += size,
@@ -172,6 +347,8 @@ pub fn parse_size_a(output: &str) -> Result<SectionSizes> {
                 || n.starts_with(".symtab")
                 || n.starts_with(".strtab")
                 || n.starts_with(".shstrtab")
+                // defmt's format-string table: read by the host decoder, never loaded.
+                || n == ".defmt"
                 || n == ".got" => {}
             _ if size == 0 => {}
             _ => bail!("llvm-size: unexpected section {name} ({size} bytes): classify it in xtask/src/firmware.rs"),
@@ -261,8 +438,10 @@ pub fn ensure_targets() -> Result<()> {
     let mut missing: Vec<&str> = BOARDS
         .iter()
         .map(|b| b.target)
+        .chain(HARDWARE_BOARDS.iter().map(|b| b.target))
         .filter(|t| !installed.lines().any(|l| l.trim() == *t))
         .collect();
+    missing.sort_unstable();
     missing.dedup();
     if missing.is_empty() {
         return Ok(());
@@ -445,6 +624,75 @@ Total               64930
         assert_eq!(
             BOARDS[1].model_dir(root),
             Path::new("/r/firmware-examples/qemu-microbit/model")
+        );
+    }
+
+    #[test]
+    fn hardware_boards_fit_checks() {
+        let b = hardware_board("nucleo-f401re").unwrap();
+        assert!(hardware_board("qemu-microbit").is_none());
+        let sizes = |text, bss| {
+            ElfInfo::from_sections(
+                PathBuf::from("x"),
+                SectionSizes {
+                    text,
+                    rodata: 0,
+                    data: 0,
+                    bss,
+                    vectors: 0,
+                },
+            )
+        };
+        assert!(b.check_fits(&sizes(512 << 10, 96 << 10)).is_ok());
+        let err = b
+            .check_fits(&sizes((512 << 10) + 1, 0))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("nucleo-f401re") && err.contains("flash 524289 B > 524288 B"),
+            "{err}"
+        );
+        let err = b
+            .check_fits(&sizes(0, (96 << 10) + 4))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("static RAM 98308 B > 98304 B"), "{err}");
+        // Every hardware board crate exists and its memory.x agrees with the limits.
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        for b in &HARDWARE_BOARDS {
+            let memory = fs::read_to_string(b.dir(root).join("memory.x")).unwrap();
+            let ram = format!("LENGTH = {}K", b.ram_limit >> 10);
+            assert!(memory.contains(&ram), "{}: memory.x lacks {ram}", b.name);
+            let config = fs::read_to_string(b.dir(root).join(".cargo/config.toml")).unwrap();
+            assert!(
+                config.contains(&format!("target = \"{}\"", b.target)),
+                "{}",
+                b.name
+            );
+            assert!(config.contains(&format!("--chip {}", b.chip)), "{}", b.name);
+        }
+    }
+
+    #[test]
+    fn sizes_of_a_defmt_rp2040_image() {
+        let out = "\
+x  :
+section               size        addr
+.vector_table          192   268435712
+.boot2                 256   268435456
+.text                 9472   268435904
+.rodata               1592   268445376
+.data                   56   536870912
+.bss                     8   536870968
+.uninit               1024   536870976
+.defmt                   9           0
+.comment               139           0
+Total               459818
+";
+        let s = parse_size_a(out).unwrap();
+        assert_eq!(
+            (s.text, s.rodata, s.data, s.bss),
+            (192 + 256 + 9472, 1592, 56, 1032)
         );
     }
 

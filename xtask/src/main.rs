@@ -31,7 +31,8 @@ enum Cmd {
         #[arg(long, default_value = "qemu-mps2-an386")]
         board: String,
     },
-    /// Build a board's firmware around a synthesized model and print its flash/RAM use.
+    /// Build a board's firmware around a synthesized model and print its flash/RAM use. Hardware
+    /// boards (nucleo-f401re, nrf52840-dk, rp-pico) take an IMU model (--data basicmotions).
     Firmware {
         #[arg(long, default_value = "qemu-mps2-an386")]
         board: String,
@@ -62,6 +63,12 @@ enum BenchCmd {
         /// Directory with MNIST's gzipped IDX files (e.g. ../shared/data/mnist).
         #[arg(long)]
         mnist: Option<PathBuf>,
+    },
+    /// Hardware board crates built around the BasicMotions model: flash/RAM per board.
+    Boards {
+        /// A synthesize output directory with an IMU model (default: synthesize one).
+        #[arg(long)]
+        model: Option<PathBuf>,
     },
     /// ONNX export checks (ONNX checker, onnxruntime, tract) on digits, plus MNIST with --mnist DIR.
     Onnx {
@@ -105,6 +112,11 @@ fn run(cli: Cli) -> Result<()> {
             println!("{}", serde_json::to_string_pretty(&s)?);
         }
         Cmd::Firmware { board, model } => {
+            if let Some(hw) = firmware::hardware_board(&board) {
+                firmware::ensure_targets()?;
+                xtask::bench_boards::deploy(&root, hw, &model)?;
+                return Ok(());
+            }
             let board = firmware::board(&board)?;
             firmware::ensure_targets()?;
             deploy(&root, board, &model, false)?;
@@ -117,7 +129,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Cmd::Test => test(&root)?,
         Cmd::Bench { what } => {
-            if matches!(what, BenchCmd::Pipeline { .. }) {
+            if matches!(what, BenchCmd::Pipeline { .. } | BenchCmd::Boards { .. }) {
                 firmware::ensure_targets()?;
                 qemu::ensure_qemu()?;
             }
@@ -128,6 +140,9 @@ fn run(cli: Cli) -> Result<()> {
             match what {
                 BenchCmd::Pipeline { mnist } => {
                     xtask::bench::pipeline(&root, mnist.as_deref(), &command)?
+                }
+                BenchCmd::Boards { model } => {
+                    xtask::bench_boards::bench(&root, model.as_deref(), &command)?
                 }
                 BenchCmd::Onnx { mnist } => {
                     xtask::bench_onnx::bench(&root, mnist.as_deref(), &command)?

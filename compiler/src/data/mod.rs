@@ -3,20 +3,28 @@
 mod csv;
 mod idx;
 mod split;
+pub mod ts;
 
 pub use split::{split_by_fractions, Splits};
 
-use crate::ir::Preprocess;
+use crate::ir::{ActQuant, Preprocess};
 use std::path::{Path, PathBuf};
 
 /// The embedded default: UCI optical digits (8x8, 0-16), see `models/data/PROVENANCE.md`.
 const DIGITS_CSV_GZ: &[u8] = include_bytes!("../../../models/data/digits.csv.gz");
+/// BasicMotions (UEA archive: smartwatch IMU, 4 activities), train and test files.
+const BASICMOTIONS_TRAIN_GZ: &[u8] =
+    include_bytes!("../../../models/data/BasicMotions_TRAIN.ts.gz");
+const BASICMOTIONS_TEST_GZ: &[u8] = include_bytes!("../../../models/data/BasicMotions_TEST.ts.gz");
 
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
     #[error("{path}: {problem}")]
     File { path: String, problem: String },
-    #[error("unknown dataset {0:?}: use `digits`, `mnist:DIR`, `fashion-mnist:DIR` or `csv:FILE`")]
+    #[error(
+        "unknown dataset {0:?}: use `digits`, `mnist:DIR`, `fashion-mnist:DIR`, `csv:FILE`, \
+         `ts:TRAIN.ts[,TEST.ts]`, `imu:TRAIN.ts[,TEST.ts]` or `basicmotions[:DIR]`"
+    )]
     UnknownSpec(String),
 }
 
@@ -85,6 +93,39 @@ pub enum DataSpec {
         path: PathBuf,
         label_column: Option<String>,
     },
+    /// sktime `.ts` files: a training file and optionally the official test file. With
+    /// `imu_features`, each window (6 axes × 100 samples at 10 Hz) becomes the firmware's int8
+    /// feature vector (`bonsai_rt::features`); otherwise the raw series are the input.
+    Ts {
+        train: PathBuf,
+        test: Option<PathBuf>,
+        imu_features: bool,
+    },
+    /// The embedded BasicMotions windows (see `models/data/PROVENANCE.md`) as IMU features.
+    BasicMotions,
+}
+
+impl DataSpec {
+    /// `basicmotions:DIR`: the archive's two files in DIR, as IMU features.
+    pub fn basicmotions_dir(dir: &Path) -> DataSpec {
+        DataSpec::Ts {
+            train: dir.join("BasicMotions_TRAIN.ts"),
+            test: Some(dir.join("BasicMotions_TEST.ts")),
+            imu_features: true,
+        }
+    }
+
+    /// True when the samples are already the int8 codes the firmware computes itself.
+    pub fn is_imu_features(&self) -> bool {
+        matches!(
+            self,
+            DataSpec::BasicMotions
+                | DataSpec::Ts {
+                    imu_features: true,
+                    ..
+                }
+        )
+    }
 }
 
 impl std::str::FromStr for DataSpec {
@@ -105,6 +146,20 @@ impl std::str::FromStr for DataSpec {
                 Ok(DataSpec::Csv {
                     path: path.into(),
                     label_column: label,
+                })
+            }
+            ("basicmotions", "") => Ok(DataSpec::BasicMotions),
+            ("basicmotions", dir) => Ok(DataSpec::basicmotions_dir(Path::new(dir))),
+            ("ts" | "imu", files) if !files.is_empty() => {
+                let (train, test) = match files.split_once(',') {
+                    Some((a, b)) if !a.is_empty() && !b.is_empty() => (a, Some(b)),
+                    Some(_) => return Err(DataError::UnknownSpec(s.into())),
+                    None => (files, None),
+                };
+                Ok(DataSpec::Ts {
+                    train: train.into(),
+                    test: test.map(PathBuf::from),
+                    imu_features: kind == "imu",
                 })
             }
             _ => Err(DataError::UnknownSpec(s.into())),
@@ -147,7 +202,85 @@ pub fn load(spec: &DataSpec, seed: u64) -> Result<Splits, DataError> {
             let d = csv::parse_csv_bytes(&bytes, path, &name, label_column.as_deref())?;
             Ok(split_by_fractions(&d, 0.7, 0.1, seed))
         }
+        DataSpec::BasicMotions => {
+            let (tr, te) = (
+                Path::new("<embedded BasicMotions_TRAIN.ts.gz>"),
+                Path::new("<embedded BasicMotions_TEST.ts.gz>"),
+            );
+            let train = ts_dataset(BASICMOTIONS_TRAIN_GZ, tr, true)?;
+            let test = ts_dataset(BASICMOTIONS_TEST_GZ, te, true)?;
+            with_test_file(train, test, te, seed)
+        }
+        DataSpec::Ts {
+            train,
+            test,
+            imu_features,
+        } => {
+            let read = |p: &Path| std::fs::read(p).map_err(|e| DataError::file(p, e.to_string()));
+            let train_d = ts_dataset(&read(train)?, train, *imu_features)?;
+            match test {
+                Some(t) => {
+                    let test_d = ts_dataset(&read(t)?, t, *imu_features)?;
+                    with_test_file(train_d, test_d, t, seed)
+                }
+                None => Ok(split_by_fractions(&train_d, 0.7, 0.1, seed)),
+            }
+        }
     }
+}
+
+fn ts_dataset(bytes: &[u8], path: &Path, imu: bool) -> Result<Dataset, DataError> {
+    let f = ts::parse(bytes, path)?;
+    if imu {
+        ts::imu_dataset(&f, path)
+    } else {
+        Ok(ts::raw_dataset(&f))
+    }
+}
+
+/// Validation share of a `.ts` training file. The UEA sets are small (BasicMotions: 40 training
+/// windows); a quarter keeps enough windows for validation accuracy to tell models apart.
+const TS_VAL_FRACTION: f64 = 0.25;
+
+/// An official test file must describe the same samples as the training file.
+fn with_test_file(
+    train: Dataset,
+    test: Dataset,
+    test_path: &Path,
+    seed: u64,
+) -> Result<Splits, DataError> {
+    if test.class_names != train.class_names {
+        return Err(DataError::file(
+            test_path,
+            format!(
+                "classes {:?} differ from the training file's {:?}",
+                test.class_names, train.class_names
+            ),
+        ));
+    }
+    if test.sample_shape != train.sample_shape {
+        return Err(DataError::file(
+            test_path,
+            format!(
+                "samples of shape {:?}, but the training file's are {:?}",
+                test.sample_shape, train.sample_shape
+            ),
+        ));
+    }
+    Ok(Splits::with_test(&train, test, TS_VAL_FRACTION, seed))
+}
+
+/// The int8 codes of IMU features are the model's input as they are: `x = code / 128` with
+/// input quantization scale 1/128 and zero point 0 maps every code to itself, exactly (powers
+/// of two), so the firmware feeds its features to the model without requantizing them.
+const IMU_CODE_SCALE: f32 = 1.0 / 128.0;
+
+/// The input quantization a dataset fixes instead of calibration (see [`IMU_CODE_SCALE`]).
+pub fn fixed_input_quant(spec: &DataSpec) -> Option<ActQuant> {
+    spec.is_imu_features().then_some(ActQuant {
+        scale: IMU_CODE_SCALE,
+        zero_point: 0,
+    })
 }
 
 /// The float input a model sees: raw values mapped to roughly [0, 1] (images, bounded counts)
@@ -162,7 +295,15 @@ pub fn fit_preprocess(spec: &DataSpec, train: &Dataset) -> Preprocess {
             scale: vec![1.0 / 255.0],
             offset: vec![0.0],
         },
-        DataSpec::Csv { .. } => standardize(train),
+        DataSpec::Csv { .. }
+        | DataSpec::Ts {
+            imu_features: false,
+            ..
+        } => standardize(train),
+        DataSpec::BasicMotions | DataSpec::Ts { .. } => Preprocess {
+            scale: vec![IMU_CODE_SCALE],
+            offset: vec![0.0],
+        },
     }
 }
 

@@ -98,10 +98,25 @@ pub fn calibrate(model: &Model, samples: &[Vec<f32>]) -> Result<Vec<(f32, f32)>,
 
 /// Returns a quantized copy of `model`, calibrated on `samples` (preprocessed float inputs).
 pub fn quantize(model: &Model, samples: &[Vec<f32>]) -> Result<Model, QuantError> {
+    quantize_with_input(model, samples, None)
+}
+
+/// As [`quantize`], but with the input's parameters fixed by the caller instead of calibrated
+/// (inputs that are int8 codes already, such as the firmware's IMU features).
+pub fn quantize_with_input(
+    model: &Model,
+    samples: &[Vec<f32>],
+    input: Option<ActQuant>,
+) -> Result<Model, QuantError> {
     let ranges = calibrate(model, samples)?;
     let mut q = model.clone();
     for (t, &(lo, hi)) in q.tensors.iter_mut().zip(&ranges) {
         t.quant = Some(choose_act_quant(lo, hi));
+    }
+    if let Some(iq) = input {
+        for &i in &model.inputs {
+            q.tensors[i.0].quant = Some(iq);
+        }
     }
     // Ops that only select or average input values keep their input's parameters: ReLU is then a
     // plain max with the zero point, pools compare or average raw int8 values, Flatten moves
