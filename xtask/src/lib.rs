@@ -2,6 +2,7 @@
 //! same build-and-run code the commands use.
 
 pub mod bench;
+pub mod bench_energy;
 pub mod bench_onnx;
 pub mod firmware;
 pub mod flow;

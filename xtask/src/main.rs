@@ -26,8 +26,9 @@ struct Cli {
 enum Cmd {
     /// Synthesize a model (default: the embedded digits data) and run it on the Cortex-M4 under QEMU.
     Synthesize {
+        // Boxed: SynthArgs is much larger than the other commands' arguments.
         #[command(flatten)]
-        args: SynthArgs,
+        args: Box<SynthArgs>,
         #[arg(long, default_value = "qemu-mps2-an386")]
         board: String,
     },
@@ -60,6 +61,16 @@ enum BenchCmd {
     /// Default pipeline on digits (3 seeds), plus an MNIST MLP with --mnist DIR.
     Pipeline {
         /// Directory with MNIST's gzipped IDX files (e.g. ../shared/data/mnist).
+        #[arg(long)]
+        mnist: Option<PathBuf>,
+    },
+    /// Energy cost model: measure the microbenchmarks (and with --fit refit the coefficient
+    /// table), validate on held-out trained models; writes bench/results/energy.json.
+    Energy {
+        /// Refit compiler/src/energy/coefficients.toml from the microbenchmarks first.
+        #[arg(long)]
+        fit: bool,
+        /// Directory with MNIST's gzipped IDX files (default: ../shared/data/mnist if present).
         #[arg(long)]
         mnist: Option<PathBuf>,
     },
@@ -131,6 +142,10 @@ fn run(cli: Cli) -> Result<()> {
                 }
                 BenchCmd::Onnx { mnist } => {
                     xtask::bench_onnx::bench(&root, mnist.as_deref(), &command)?
+                }
+                BenchCmd::Energy { fit, mnist } => {
+                    let mnist = mnist.or_else(|| xtask::bench_energy::default_mnist(&root));
+                    xtask::bench_energy::bench(&root, fit, mnist.as_deref(), &command)?
                 }
             }
         }
