@@ -2,6 +2,7 @@
 //! model crate. Each stage is a module with a small API over the IR ([`ir::Model`]).
 
 pub mod data;
+pub mod energy;
 pub mod interp;
 pub mod ir;
 pub mod lower;

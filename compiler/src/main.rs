@@ -2,6 +2,7 @@
 //! code 2; nothing is left half-written (every output goes through a temp file and a rename).
 
 use anyhow::Context;
+use bonsai::energy;
 use bonsai::ir::Model;
 use bonsai::pipeline::{self, SynthArgs};
 use clap::{Parser, Subcommand};
@@ -38,6 +39,30 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// List the device profiles the energy estimates can use.
+    Devices {
+        /// An extra device profile (TOML, same schema as models/devices/*.toml); repeatable.
+        #[arg(long)]
+        device_file: Vec<PathBuf>,
+    },
+    /// Estimate energy and latency per inference of a quantized model.json, layer by layer.
+    Energy {
+        model: PathBuf,
+        #[arg(long, default_value = "stm32l4r5")]
+        device: String,
+        /// An extra device profile (TOML); repeatable.
+        #[arg(long)]
+        device_file: Vec<PathBuf>,
+        /// Inferences per second, sleeping in between: prints average power.
+        #[arg(long)]
+        rate: Option<f64>,
+        /// Battery capacity (at the device's supply voltage): prints battery life (needs --rate).
+        #[arg(long, requires = "rate")]
+        battery_mah: Option<f64>,
+        /// Print the estimate as JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() {
@@ -66,6 +91,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 s.arena_bytes,
                 s.wall_seconds
             );
+            if let (Some(d), Some(e), Some(t)) = (&s.device, s.energy_uj, s.latency_us) {
+                println!(
+                    "{d}: {:.2}–{:.2} µJ, {:.1}–{:.1} µs per inference (estimated)",
+                    e.min, e.max, t.min, t.max
+                );
+            }
             println!("wrote {}", out.display());
         }
         Command::Inspect { model } => {
@@ -109,6 +140,165 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 lowered.arena_bytes
             );
         }
+        Command::Devices { device_file } => {
+            let devices = energy::devices_with(&device_file)?;
+            println!(
+                "{:<12} {:<14} {:<11} {:<9} {:>6} {:>5} {:>7} {:>8} {:>7} {:>7} {:>3} {:<6} source",
+                "name",
+                "part",
+                "core",
+                "target",
+                "MHz",
+                "V",
+                "µA/MHz",
+                "sleep µA",
+                "flash K",
+                "SRAM K",
+                "ws",
+                "icache"
+            );
+            for d in &devices {
+                println!(
+                    "{:<12} {:<14} {:<11} {:<9} {:>6} {:>5} {:>7} {:>8} {:>7} {:>7} {:>3} {:<6} {}",
+                    d.name,
+                    d.part,
+                    d.core,
+                    d.target.as_str(),
+                    d.clock_mhz,
+                    d.supply_v,
+                    d.run_ua_per_mhz,
+                    d.sleep_ua,
+                    d.flash_kb,
+                    d.sram_kb,
+                    d.flash_wait_states,
+                    if d.icache { "yes" } else { "no" },
+                    d.source
+                );
+            }
+        }
+        Command::Energy {
+            model,
+            device,
+            device_file,
+            rate,
+            battery_mah,
+            json,
+        } => {
+            let devices = energy::devices_with(&device_file)?;
+            let dev = energy::find(&devices, &device)?;
+            let m = Model::load(&model)?;
+            let lowered = bonsai::lower::lower(&m, &bonsai::lower::LowerOptions::default())
+                .with_context(|| format!("cannot lower {}", model.display()))?;
+            let est = energy::estimate_builtin(&m, &lowered, dev)
+                .with_context(|| format!("cannot estimate {}", model.display()))?;
+            let duty = rate
+                .map(|r| energy::duty_cycle(&est, dev, r, battery_mah))
+                .transpose()?;
+            if json {
+                let v = serde_json::json!({ "estimate": est, "duty_cycle": duty });
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                print_energy(&m, dev, &est, duty.as_ref());
+            }
+        }
     }
     Ok(())
+}
+
+fn print_energy(
+    m: &Model,
+    dev: &energy::Device,
+    est: &energy::Estimate,
+    duty: Option<&energy::DutyCycle>,
+) {
+    println!(
+        "{} on {} ({}, {} MHz, {} V, {} µA/MHz CoreMark run current; instruction counts for {})",
+        m.name,
+        dev.name,
+        dev.core,
+        dev.clock_mhz,
+        dev.supply_v,
+        dev.run_ua_per_mhz,
+        dev.target.as_str()
+    );
+    println!(
+        "{:<10} {:<9} {:>8} {:>8} {:>8} {:>10} {:>19} {:>15} {:>15} {:>8} {:>6}",
+        "layer",
+        "kernel",
+        "params",
+        "nonzero",
+        "MACs",
+        "insns",
+        "cycles",
+        "µs",
+        "µJ",
+        "flash B",
+        "RAM B"
+    );
+    let r = |x: energy::Range, p: usize| format!("{:.p$}–{:.p$}", x.min, x.max);
+    for l in &est.layers {
+        let w = &l.work;
+        println!(
+            "{:<10} {:<9} {:>8} {:>8} {:>8} {:>10.0} {:>19} {:>15} {:>15} {:>8} {:>6}",
+            w.name,
+            w.kernel,
+            w.params,
+            w.nonzeros,
+            w.macs,
+            l.insns,
+            r(l.cycles, 0),
+            r(l.latency_us, 1),
+            r(l.energy_uj, 3),
+            w.flash_bytes,
+            w.ram_bytes
+        );
+    }
+    println!(
+        "{:<10} {:<9} {:>8} {:>8} {:>8} {:>10.0} {:>19} {:>15} {:>15} {:>8} {:>6}",
+        "total",
+        "",
+        est.layers.iter().map(|l| l.work.params).sum::<usize>(),
+        est.layers.iter().map(|l| l.work.nonzeros).sum::<usize>(),
+        est.layers.iter().map(|l| l.work.macs).sum::<usize>(),
+        est.insns,
+        r(est.cycles, 0),
+        r(est.latency_us, 1),
+        r(est.energy_uj, 3),
+        est.flash_bytes,
+        est.arena_bytes
+    );
+    if est.flash_bytes as u64 > dev.flash_kb * 1024 {
+        println!(
+            "warning: the parameters alone ({} B) exceed {}'s {} KB of flash",
+            est.flash_bytes, dev.name, dev.flash_kb
+        );
+    }
+    if est.arena_bytes as u64 > dev.sram_kb * 1024 {
+        println!(
+            "warning: the arena ({} B) exceeds {}'s {} KB of SRAM",
+            est.arena_bytes, dev.name, dev.sram_kb
+        );
+    }
+    if let Some(d) = duty {
+        println!(
+            "at {} inferences/s (sleeping at {} µA in between): active {:.4}–{:.4}%, average power {:.2}–{:.2} µW ({:.2}–{:.2} µA)",
+            d.rate_hz,
+            dev.sleep_ua,
+            100.0 * d.active_fraction.min,
+            100.0 * d.active_fraction.max,
+            d.avg_power_uw.min,
+            d.avg_power_uw.max,
+            d.avg_current_ua.min,
+            d.avg_current_ua.max
+        );
+        if let Some(h) = d.battery_hours {
+            println!(
+                "battery life: {:.0}–{:.0} h ({:.1}–{:.1} days)",
+                h.min,
+                h.max,
+                h.min / 24.0,
+                h.max / 24.0
+            );
+        }
+    }
 }

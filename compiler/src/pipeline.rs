@@ -3,6 +3,7 @@
 //! sequences them and records what they measured.
 
 use crate::data::{self, DataSpec};
+use crate::energy::{self, Budgets};
 use crate::interp;
 use crate::ir::Model;
 use crate::lower;
@@ -28,6 +29,12 @@ pub struct SynthOptions {
     /// Calibration samples drawn from the training split.
     pub calibration_samples: usize,
     pub show_progress: bool,
+    /// Device the energy and latency in `summary.json` are estimated for.
+    pub device: String,
+    /// Extra device profiles (`--device-file`).
+    pub device_files: Vec<PathBuf>,
+    /// Limits the result must meet, or synthesis fails.
+    pub budgets: Budgets,
 }
 
 impl Default for SynthOptions {
@@ -41,6 +48,9 @@ impl Default for SynthOptions {
             max_vectors: 400,
             calibration_samples: 1000,
             show_progress: true,
+            device: "stm32l4r5".into(),
+            device_files: vec![],
+            budgets: Budgets::default(),
         }
     }
 }
@@ -91,6 +101,21 @@ pub struct SynthArgs {
     /// No progress bars.
     #[arg(long)]
     pub quiet: bool,
+    /// Device for the energy and latency estimates (`bonsai devices` lists them).
+    #[arg(long, default_value = "stm32l4r5")]
+    pub device: String,
+    /// An extra device profile (TOML, same schema as models/devices/*.toml); repeatable.
+    #[arg(long)]
+    pub device_file: Vec<PathBuf>,
+    /// Fail unless one inference costs at most this many µJ on --device (worst case).
+    #[arg(long)]
+    pub energy_budget_uj: Option<f64>,
+    /// Fail unless the model's parameters fit in this many KB of flash.
+    #[arg(long)]
+    pub flash_budget_kb: Option<f64>,
+    /// Fail unless the activation arena fits in this many KB of RAM.
+    #[arg(long)]
+    pub ram_budget_kb: Option<f64>,
 }
 
 impl SynthArgs {
@@ -116,6 +141,13 @@ impl SynthArgs {
             },
             max_vectors: self.vectors,
             show_progress: !self.quiet,
+            device: self.device.clone(),
+            device_files: self.device_file.clone(),
+            budgets: Budgets {
+                energy_uj: self.energy_budget_uj,
+                flash_kb: self.flash_budget_kb,
+                ram_kb: self.ram_budget_kb,
+            },
             ..SynthOptions::default()
         })
     }
@@ -148,6 +180,18 @@ pub struct Summary {
     pub epochs: usize,
     pub n_vectors: usize,
     pub wall_seconds: f64,
+    /// Device of the estimates below (`bonsai::energy`).
+    #[serde(default)]
+    pub device: Option<String>,
+    /// Estimated energy per inference on `device`, µJ (range: cache and pipeline behaviour).
+    #[serde(default)]
+    pub energy_uj: Option<energy::Range>,
+    /// Estimated latency per inference on `device`, µs.
+    #[serde(default)]
+    pub latency_us: Option<energy::Range>,
+    /// Predicted executed instructions per inference on `device`'s instruction set.
+    #[serde(default)]
+    pub insns_predicted: Option<f64>,
 }
 
 impl Summary {
@@ -213,6 +257,9 @@ pub fn int8_accuracy(q: &Model, s: &Samples) -> anyhow::Result<f64> {
 /// written atomically, so a failure never leaves a partial output behind.
 pub fn synthesize(opts: &SynthOptions) -> anyhow::Result<Summary> {
     let start = Instant::now();
+    // Resolve the device first: a typo should not cost a training run.
+    let devices = energy::devices_with(&opts.device_files)?;
+    let device = energy::find(&devices, &opts.device)?.clone();
     let seed_value = opts.train.seed;
     let splits = data::load(&opts.data, seed_value)?;
     let pre = data::fit_preprocess(&opts.data, &splits.train);
@@ -271,6 +318,19 @@ pub fn synthesize(opts: &SynthOptions) -> anyhow::Result<Summary> {
         .collect();
     let labels: Vec<u32> = test_s.y[..n_vec].to_vec();
 
+    let est = energy::estimate_builtin(&q, &lowered, &device)
+        .context("cannot estimate the energy per inference")?;
+    energy::check_budgets(
+        &opts.budgets,
+        &energy::Figures {
+            energy_uj_max: est.energy_uj.max,
+            flash_bytes: lowered.weight_bytes,
+            ram_bytes: lowered.arena_bytes,
+        },
+        &device.name,
+    )
+    .context("the synthesized model does not fit its budget (nothing was written)")?;
+
     let stats = q.stats();
     let summary = Summary {
         dataset: splits.train.name.clone(),
@@ -296,6 +356,10 @@ pub fn synthesize(opts: &SynthOptions) -> anyhow::Result<Summary> {
         epochs,
         n_vectors: n_vec,
         wall_seconds: start.elapsed().as_secs_f64(),
+        device: Some(device.name.clone()),
+        energy_uj: Some(est.energy_uj),
+        latency_us: Some(est.latency_us),
+        insns_predicted: Some(est.insns),
     };
 
     let files = OutputFiles::in_dir(&opts.out);

@@ -3,6 +3,7 @@
 
 pub mod bench;
 pub mod bench_boards;
+pub mod bench_energy;
 pub mod bench_onnx;
 pub mod firmware;
 pub mod flow;

@@ -26,8 +26,9 @@ struct Cli {
 enum Cmd {
     /// Synthesize a model (default: the embedded digits data) and run it on the Cortex-M4 under QEMU.
     Synthesize {
+        // Boxed: SynthArgs is much larger than the other commands' arguments.
         #[command(flatten)]
-        args: SynthArgs,
+        args: Box<SynthArgs>,
         #[arg(long, default_value = "qemu-mps2-an386")]
         board: String,
     },
@@ -69,6 +70,16 @@ enum BenchCmd {
         /// A synthesize output directory with an IMU model (default: synthesize one).
         #[arg(long)]
         model: Option<PathBuf>,
+    },
+    /// Energy cost model: measure the microbenchmarks (and with --fit refit the coefficient
+    /// table), validate on held-out trained models; writes bench/results/energy.json.
+    Energy {
+        /// Refit compiler/src/energy/coefficients.toml from the microbenchmarks first.
+        #[arg(long)]
+        fit: bool,
+        /// Directory with MNIST's gzipped IDX files (default: ../shared/data/mnist if present).
+        #[arg(long)]
+        mnist: Option<PathBuf>,
     },
     /// ONNX export checks (ONNX checker, onnxruntime, tract) on digits, plus MNIST with --mnist DIR.
     Onnx {
@@ -146,6 +157,10 @@ fn run(cli: Cli) -> Result<()> {
                 }
                 BenchCmd::Onnx { mnist } => {
                     xtask::bench_onnx::bench(&root, mnist.as_deref(), &command)?
+                }
+                BenchCmd::Energy { fit, mnist } => {
+                    let mnist = mnist.or_else(|| xtask::bench_energy::default_mnist(&root));
+                    xtask::bench_energy::bench(&root, fit, mnist.as_deref(), &command)?
                 }
             }
         }

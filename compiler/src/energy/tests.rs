@@ -1,0 +1,442 @@
+use super::cost::LayerWork;
+use super::fit::{fit, least_squares, Sample};
+use super::*;
+use crate::ir::{Model, Op, Preprocess};
+use crate::lower::{self, LowerOptions, StoragePolicy};
+use crate::quant;
+
+fn device(name: &str) -> Device {
+    let all = builtin_devices().unwrap();
+    find(&all, name).unwrap().clone()
+}
+
+/// A quantized random MLP; `keep` of the weights survive (the rest are pruned to exact zeros).
+fn model(input: usize, hidden: &[usize], keep: f64) -> Model {
+    let classes = (0..4).map(|i| format!("c{i}")).collect();
+    let mut m = crate::synth::seed::mlp("t", input, hidden, classes, Preprocess::identity(), 5);
+    let mut k = 0u64;
+    for n in m.nodes.iter_mut() {
+        if let Op::Dense(d) = &mut n.op {
+            for i in 0..d.weight.len() {
+                // A fixed pseudo-random pattern: prune where the hash falls above `keep`.
+                k = k
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                if ((k >> 33) as f64 / (1u64 << 31) as f64) >= keep {
+                    d.weight[i] = 0.0;
+                    d.mask.set(i, false);
+                }
+            }
+        }
+    }
+    let samples: Vec<Vec<f32>> = (0..16)
+        .map(|s| {
+            (0..input)
+                .map(|i| ((i * 7 + s * 13) % 17) as f32 / 17.0)
+                .collect()
+        })
+        .collect();
+    quant::quantize(&m, &samples).unwrap()
+}
+
+fn lowered(m: &Model, storage: StoragePolicy) -> lower::LoweredCrate {
+    lower::lower(
+        m,
+        &LowerOptions {
+            storage,
+            ..LowerOptions::default()
+        },
+    )
+    .unwrap()
+}
+
+#[test]
+fn builtin_profiles_parse_and_cover_the_required_cores() {
+    let all = builtin_devices().unwrap();
+    let cores: Vec<&str> = all.iter().map(|d| d.core.as_str()).collect();
+    for core in ["cortex-m0+", "cortex-m4", "cortex-m7", "cortex-m33"] {
+        assert!(cores.contains(&core), "no {core} profile in {cores:?}");
+    }
+    let l4 = find(&all, "STM32L4R5").unwrap();
+    assert_eq!(l4.clock_mhz, 120.0);
+    assert_eq!(l4.target, Target::Thumbv7em);
+    assert_eq!(find(&all, "stm32u083").unwrap().target, Target::Thumbv6m);
+    let mut names: Vec<&str> = all.iter().map(|d| d.name.as_str()).collect();
+    names.sort();
+    names.dedup();
+    assert_eq!(names.len(), all.len(), "duplicate device names");
+}
+
+#[test]
+fn bad_profiles_are_refused_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = include_str!("../../../models/devices/stm32l4r5.toml");
+    let cases = [
+        (
+            "syntax.toml",
+            "name = \"x\"\nclock_mhz = = 3\n",
+            "syntax.toml",
+        ),
+        (
+            "missing.toml",
+            &good.replace("clock_mhz = 120.0\n", "")[..],
+            "clock_mhz",
+        ),
+        (
+            "range.toml",
+            &good.replace("load = [1.0, 2.0]", "load = [3.0, 2.0]")[..],
+            "cycles.load",
+        ),
+        (
+            "unknown.toml",
+            &format!("{good}\nvoltage_typo = 3\n")[..],
+            "voltage_typo",
+        ),
+        (
+            "target.toml",
+            &good.replace("\"thumbv7em\"", "\"riscv32\"")[..],
+            "riscv32",
+        ),
+    ];
+    for (file, text, needle) in cases {
+        let path = dir.path().join(file);
+        std::fs::write(&path, text).unwrap();
+        let err = Device::load(&path).unwrap_err().to_string();
+        assert!(err.contains(file), "{err}");
+        assert!(err.contains(needle), "{err} should mention {needle}");
+    }
+    let err = Device::load(&dir.path().join("absent.toml"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("absent.toml"), "{err}");
+}
+
+#[test]
+fn a_user_profile_is_listed_and_replaces_a_builtin_of_the_same_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = include_str!("../../../models/devices/stm32l4r5.toml")
+        .replace("name = \"stm32l4r5\"", "name = \"my-board\"")
+        .replace("clock_mhz = 120.0", "clock_mhz = 80.0");
+    let path = dir.path().join("my.toml");
+    std::fs::write(&path, text).unwrap();
+    let all = devices_with(&[&path]).unwrap();
+    let mine = find(&all, "my-board").unwrap();
+    assert_eq!(mine.clock_mhz, 80.0);
+    assert!(mine.source.contains("my.toml"));
+    let err = find(&all, "nope").unwrap_err().to_string();
+    assert!(
+        err.contains("my-board") && err.contains("stm32l4r5"),
+        "{err}"
+    );
+}
+
+#[test]
+fn builtin_tables_parse_and_bad_tables_are_refused() {
+    let c = Coefficients::builtin().unwrap();
+    for t in Target::all() {
+        for (k, f) in [
+            ("fc_dense", "mac"),
+            ("fc_dense", "row"),
+            ("fc_sparse", "entry"),
+            ("infer", "call"),
+        ] {
+            assert!(c.get(t, k, f).is_ok(), "{k}.{f} missing for {t:?}");
+        }
+    }
+    Mixes::builtin().unwrap();
+    let err = Coefficients::from_toml("[targets.z80.fc_dense]\nmac = 1\n[fit]\ncommand=\"\"\ngit_commit=\"\"\n[fit.samples]\n[fit.max_rel_residual]\n", "x.toml")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("x.toml") && err.contains("z80"), "{err}");
+    let err = Mixes::from_toml("[thumbv6m.fc_dense.mac]\nload = 1\n", "m.toml")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("m.toml") && err.contains("default"), "{err}");
+    // A round trip keeps every coefficient.
+    let again = Coefficients::from_toml(&c.to_toml(), "round trip").unwrap();
+    assert_eq!(again, c);
+}
+
+#[test]
+fn predicted_instructions_follow_the_loop_structure() {
+    let c = Coefficients::builtin().unwrap();
+    let m = model(64, &[32], 1.0);
+    let low = lowered(&m, StoragePolicy::Dense);
+    let work = model_work(&m, &low).unwrap();
+    assert_eq!(work.len(), 3, "two Dense layers and infer's frame");
+    assert_eq!(work[0].kernel, "fc_dense");
+    assert_eq!(work[0].macs, 64 * 32);
+    let t = Target::Thumbv7em;
+    let g = |k: &str, f: &str| c.get(t, k, f).unwrap();
+    let expected = g("infer", "call")
+        + 2.0 * g("fc_dense", "call")
+        + (32.0 + 4.0) * g("fc_dense", "row")
+        + (64.0 * 32.0 + 32.0 * 4.0) * g("fc_dense", "mac");
+    let got = predict_insns(&work, &c, t).unwrap();
+    assert!((got - expected).abs() < 1e-6, "{got} vs {expected}");
+}
+
+#[test]
+fn cost_model_sanity() {
+    let dev = device("stm32l4r5");
+    let dense = model(256, &[64], 1.0);
+    let pruned = model(256, &[64], 0.05);
+    let e_dense = estimate_builtin(&dense, &lowered(&dense, StoragePolicy::Auto), &dev).unwrap();
+    let low = lowered(&pruned, StoragePolicy::Auto);
+    assert_eq!(low.layers[0].storage, lower::Storage::Sparse);
+    let e_sparse = estimate_builtin(&pruned, &low, &dev).unwrap();
+    // 5 % of the connections: the sparse kernel is several times cheaper.
+    assert!(e_sparse.insns * 4.0 < e_dense.insns);
+    for e in [&e_dense, &e_sparse] {
+        assert!(e.cycles.min > 0.0 && e.cycles.min <= e.cycles.max);
+        // Never fewer cycles than the cheapest instruction class allows, and on the M4 at most a
+        // few cycles per instruction plus flash stalls.
+        assert!(e.cycles.min >= e.insns * 0.99);
+        assert!(e.cycles.max <= e.insns * 4.0);
+        let sum: f64 = e.layers.iter().map(|l| l.energy_uj.max).sum();
+        assert!((sum - e.energy_uj.max).abs() < 1e-9 * sum.max(1.0));
+        assert!((e.latency_us.max - e.cycles.max / 120.0).abs() < 1e-6);
+        let pj = dev.run_ua_per_mhz * dev.supply_v;
+        assert!((e.energy_uj.min - e.cycles.min * pj * 1e-6).abs() < 1e-9);
+    }
+    // Same model on a part without an instruction cache pays refetch stalls on every taken
+    // branch, so its cycles per instruction are higher.
+    let u0 = device("stm32u083");
+    let e_u0 = estimate_builtin(&dense, &lowered(&dense, StoragePolicy::Auto), &u0).unwrap();
+    assert!(e_u0.cycles.min / e_u0.insns > e_dense.cycles.min / e_dense.insns);
+    // A larger layer costs more.
+    let bigger = model(512, &[64], 1.0);
+    let e_big = estimate_builtin(&bigger, &lowered(&bigger, StoragePolicy::Dense), &dev).unwrap();
+    assert!(e_big.energy_uj.min > e_dense.energy_uj.min * 1.8);
+}
+
+fn synthetic(
+    label: &str,
+    layers: &[(&'static str, Vec<(&'static str, f64)>)],
+    truth: &dyn Fn(&str, &str) -> f64,
+) -> Sample {
+    let work: Vec<LayerWork> = layers
+        .iter()
+        .map(|(k, counts)| LayerWork {
+            index: None,
+            name: k.to_string(),
+            op: k.to_string(),
+            kernel: k,
+            counts: counts.clone(),
+            params: 0,
+            nonzeros: 0,
+            macs: 0,
+            flash_bytes: 0,
+            sram_read_bytes: 0,
+            sram_write_bytes: 0,
+            ram_bytes: 0,
+        })
+        .collect();
+    let measured = work
+        .iter()
+        .flat_map(|w| w.counts.iter().map(|&(f, n)| truth(w.kernel, f) * n))
+        .sum();
+    Sample {
+        label: label.into(),
+        work,
+        measured,
+    }
+}
+
+#[test]
+fn the_fit_recovers_known_coefficients() {
+    let truth = |k: &str, f: &str| match (k, f) {
+        ("infer", "call") => 31.0,
+        ("fc_dense", "call") => 12.0,
+        ("fc_dense", "row") => 70.0,
+        ("fc_dense", "mac") => 5.0,
+        ("fc_sparse", "call") => 20.0,
+        ("fc_sparse", "row") => 80.0,
+        ("fc_sparse", "entry") => 7.0,
+        _ => unreachable!(),
+    };
+    let dense = |r: f64, c: f64| ("fc_dense", vec![("call", 1.0), ("row", r), ("mac", r * c)]);
+    let sparse = |r: f64, e: f64| ("fc_sparse", vec![("call", 1.0), ("row", r), ("entry", e)]);
+    let infer = || ("infer", vec![("call", 1.0)]);
+    let samples = vec![
+        synthetic("a", &[dense(8.0, 16.0), infer()], &truth),
+        synthetic("b", &[dense(32.0, 64.0), infer()], &truth),
+        synthetic("c", &[dense(10.0, 300.0), infer()], &truth),
+        synthetic("d", &[dense(8.0, 16.0), dense(4.0, 8.0), infer()], &truth),
+        synthetic("e", &[sparse(64.0, 500.0), infer()], &truth),
+        synthetic("f", &[sparse(16.0, 900.0), infer()], &truth),
+        synthetic(
+            "g",
+            &[sparse(64.0, 100.0), sparse(8.0, 10.0), infer()],
+            &truth,
+        ),
+        synthetic("h", &[sparse(5.0, 10.0), dense(3.0, 5.0), infer()], &truth),
+    ];
+    let f = fit(&samples).unwrap();
+    for (k, feats) in &f.table {
+        for (feat, v) in feats {
+            assert!((v - truth(k, feat)).abs() < 1e-6, "{k}.{feat} = {v}");
+        }
+    }
+    assert!(f.max_rel_residual < 1e-9);
+    // Every model has exactly one infer call and one dense call: they cannot be told apart.
+    let err = fit(&samples[..3]).map(|_| ()).unwrap_err().to_string();
+    assert!(err.contains("samples"), "{err}");
+    let ambiguous = vec![
+        synthetic("a", &[dense(8.0, 16.0), infer()], &truth),
+        synthetic("b", &[dense(32.0, 64.0), infer()], &truth),
+        synthetic("c", &[dense(10.0, 300.0), infer()], &truth),
+        synthetic("d", &[dense(12.0, 30.0), infer()], &truth),
+        synthetic("e", &[dense(2.0, 3.0), infer()], &truth),
+    ];
+    let err = fit(&ambiguous).map(|_| ()).unwrap_err().to_string();
+    assert!(err.contains("rank deficient"), "{err}");
+}
+
+#[test]
+fn least_squares_matches_a_hand_solution() {
+    // A line through (0, 2), (1, 5), (2, 8.5), (3, 10.5): mean x 1.5, mean y 6.5,
+    // Sxy = 14.5, Sxx = 5, so slope 2.9 and intercept 6.5 - 2.9 * 1.5 = 2.15.
+    let a = vec![
+        vec![1.0, 0.0],
+        vec![1.0, 1.0],
+        vec![1.0, 2.0],
+        vec![1.0, 3.0],
+    ];
+    let b = vec![2.0, 5.0, 8.5, 10.5];
+    let x = least_squares(a, b, &["c".into(), "x".into()]).unwrap();
+    assert!(
+        (x[0] - 2.15).abs() < 1e-12 && (x[1] - 2.9).abs() < 1e-12,
+        "{x:?}"
+    );
+}
+
+fn fixed_estimate(energy_uj: f64, latency_us: f64) -> Estimate {
+    Estimate {
+        device: "d".into(),
+        target: Target::Thumbv7em,
+        layers: vec![],
+        insns: 0.0,
+        cycles: Range::point(0.0),
+        latency_us: Range::point(latency_us),
+        energy_uj: Range {
+            min: energy_uj / 2.0,
+            max: energy_uj,
+        },
+        flash_bytes: 0,
+        arena_bytes: 0,
+    }
+}
+
+#[test]
+fn duty_cycle_by_hand() {
+    let mut dev = device("stm32l4r5");
+    dev.sleep_ua = 2.0;
+    dev.supply_v = 3.0;
+    // 10 µJ in 100 µs, ten times a second: 100 µW inferring + 0.999 × 6 µW asleep.
+    let d = duty_cycle(&fixed_estimate(10.0, 100.0), &dev, 10.0, Some(1000.0)).unwrap();
+    assert!((d.active_fraction.max - 1e-3).abs() < 1e-12);
+    assert!(
+        (d.avg_power_uw.max - 105.994).abs() < 1e-9,
+        "{:?}",
+        d.avg_power_uw
+    );
+    assert!((d.avg_power_uw.min - 55.994).abs() < 1e-9);
+    let i = 105.994 / 3.0;
+    let h = d.battery_hours.unwrap();
+    assert!((h.min - 1000.0 * 1000.0 / i).abs() < 1e-6, "{h:?}");
+    assert!(h.max > h.min);
+    let err = duty_cycle(&fixed_estimate(10.0, 100.0), &dev, 20_000.0, None)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("cannot be sustained"), "{err}");
+    assert!(duty_cycle(&fixed_estimate(1.0, 1.0), &dev, 0.0, None).is_err());
+    assert!(duty_cycle(&fixed_estimate(1.0, 1.0), &dev, 1.0, Some(-5.0)).is_err());
+}
+
+#[test]
+fn budgets_refuse_with_the_budget_and_the_figure() {
+    let f = Figures {
+        energy_uj_max: 12.345,
+        flash_bytes: 300 * 1024,
+        ram_bytes: 2048,
+    };
+    assert!(check_budgets(&Budgets::default(), &f, "stm32l4r5").is_ok());
+    let ok = Budgets {
+        energy_uj: Some(20.0),
+        flash_kb: Some(512.0),
+        ram_kb: Some(2.0),
+    };
+    assert!(check_budgets(&ok, &f, "stm32l4r5").is_ok());
+    let err = check_budgets(
+        &Budgets {
+            energy_uj: Some(5.0),
+            ..Budgets::default()
+        },
+        &f,
+        "stm32l4r5",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("--energy-budget-uj") && err.contains("12.35 µJ"),
+        "{err}"
+    );
+    assert!(err.contains("stm32l4r5"), "{err}");
+    let err = check_budgets(
+        &Budgets {
+            flash_kb: Some(256.0),
+            ram_kb: Some(1.0),
+            ..Budgets::default()
+        },
+        &f,
+        "x",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("--flash-budget-kb") && err.contains("300.0 KB"),
+        "{err}"
+    );
+    assert!(
+        err.contains("--ram-budget-kb") && err.contains("2.0 KB"),
+        "{err}"
+    );
+}
+
+#[test]
+fn unsupported_ops_are_reported_not_guessed() {
+    let m = model(8, &[4], 1.0);
+    let low = lowered(&m, StoragePolicy::Dense);
+    let mut broken = low.clone();
+    broken.layers.clear();
+    let err = model_work(&m, &broken).unwrap_err().to_string();
+    assert!(err.contains("fc1"), "{err}");
+}
+
+/// The storage decision in `lower/sparse.rs` uses its own disassembly-read constants; they must
+/// stay close to what the fitted table measures, or the decision is made on stale figures.
+#[test]
+fn lowering_constants_agree_with_the_fitted_table() {
+    let c = Coefficients::builtin().unwrap();
+    for (t, cm) in [
+        (Target::Thumbv7em, lower::THUMBV7EM),
+        (Target::Thumbv6m, lower::THUMBV6M),
+    ] {
+        let close = |fitted: f64, constant: u64, tol: f64| {
+            ((fitted - constant as f64) / constant as f64).abs() <= tol
+        };
+        let mac = c.get(t, "fc_dense", "mac").unwrap();
+        let entry = c.get(t, "fc_sparse", "entry").unwrap();
+        assert!(
+            close(mac, cm.dense_per_mac, 0.15),
+            "{t:?} mac {mac} vs {}",
+            cm.dense_per_mac
+        );
+        assert!(
+            close(entry, cm.sparse_per_entry, 0.15),
+            "{t:?} entry {entry} vs {}",
+            cm.sparse_per_entry
+        );
+    }
+}
