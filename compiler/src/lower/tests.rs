@@ -1234,7 +1234,9 @@ fn auto_storage_follows_flash_and_the_instruction_estimates() {
         }
     }
     use Storage::{Dense as D, Sparse as S};
-    assert_eq!(picked, [S, S, S, S, S, S, D, D, D]);
+    // 45 %: sparse is smaller but, against the DSP dense kernel (2 instructions per MAC on
+    // thumbv7em), estimated slower, so dense.
+    assert_eq!(picked, [S, S, S, S, S, D, D, D, D]);
     // A tiny half-dense layer: 2 bytes per entry plus a count per row is no smaller than the
     // dense table, so it stays dense.
     let w = random_weights(4, 3, 0.5, 7);

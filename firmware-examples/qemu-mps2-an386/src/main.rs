@@ -18,3 +18,15 @@ fn main() -> ! {
     static mut ARENA: Arena<{ bonsai_model::ARENA_BYTES }> = Arena::new();
     fw_common::run_vectors(&VECTORS, bonsai_model::infer, &mut ARENA.0)
 }
+
+#[cfg(feature = "panic-never")]
+#[panic_handler]
+fn panic(_: &core::panic::PanicInfo) -> ! {
+    extern "C" {
+        /// Defined nowhere: the link only succeeds if LTO removed every call to this handler.
+        fn bonsai_panic_path_survived_link_time_proof() -> !;
+    }
+    // SAFETY: never runs; the symbol does not exist, so an image that could reach this does not
+    // link.
+    unsafe { bonsai_panic_path_survived_link_time_proof() }
+}
