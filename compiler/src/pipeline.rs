@@ -8,8 +8,9 @@ use crate::interp;
 use crate::ir::Model;
 use crate::lower;
 use crate::quant;
+use crate::synth::reduce::{self, Reduce};
 use crate::synth::schedule::{self, Method, Schedule};
-use crate::synth::seed;
+use crate::synth::{seed, seed_file};
 use crate::train::{self, argmax, Samples, TrainConfig};
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -21,6 +22,16 @@ pub struct SynthOptions {
     pub data: DataSpec,
     pub out: PathBuf,
     pub hidden: Vec<usize>,
+    /// A seed architecture file (`models/seeds/*.toml`); None: the built-in MLP of `hidden`.
+    pub seed_arch: Option<PathBuf>,
+    /// Multiplier of the seed's hidden widths (None: the method's default, see
+    /// [`Method::default_seed_width`]).
+    pub seed_width: Option<f64>,
+    /// Input dimension reduction in front of the seed (DR+SCANN).
+    pub reduce: Option<Reduce>,
+    /// Evaluate every point of the schedule's trajectory on the test split (int8 and float), for
+    /// error-vs-nonzeros curves. The chosen model is still picked on validation.
+    pub curve: bool,
     pub train: TrainConfig,
     /// Dense training, prune-only or NeST grow-and-prune.
     pub schedule: Schedule,
@@ -43,6 +54,10 @@ impl Default for SynthOptions {
             data: DataSpec::Digits,
             out: "out".into(),
             hidden: vec![64, 32],
+            seed_arch: None,
+            seed_width: None,
+            reduce: None,
+            curve: false,
             train: TrainConfig::default(),
             schedule: Schedule::default(),
             max_vectors: 400,
@@ -66,11 +81,15 @@ pub struct SynthArgs {
     pub data: String,
     #[arg(long, default_value = "out")]
     pub out: PathBuf,
-    /// Hidden layer widths of the seed MLP, comma separated.
+    /// Hidden layer widths of the built-in seed MLP, comma separated (ignored with --seed).
     #[arg(long, value_delimiter = ',', default_value = "64,32")]
     pub hidden: Vec<usize>,
+    /// Seed architecture file, e.g. models/seeds/lenet-5.toml (default: the built-in MLP).
+    #[arg(long = "seed", value_name = "FILE")]
+    pub seed_arch: Option<PathBuf>,
+    /// Random seed (initialisation, splits, shuffling).
     #[arg(long, default_value_t = 1)]
-    pub seed: u64,
+    pub rng_seed: u64,
     #[arg(long, default_value_t = 60)]
     pub epochs: usize,
     #[arg(long, default_value_t = 32)]
@@ -80,24 +99,9 @@ pub struct SynthArgs {
     /// Test samples written as firmware test vectors.
     #[arg(long, default_value_t = 400)]
     pub vectors: usize,
-    /// dense, prune (magnitude prune + retrain) or nest (sparse seed, grow, prune).
-    #[arg(long, default_value = "dense")]
-    pub method: String,
-    /// Overall density of Dense weights for prune/nest.
-    #[arg(long, default_value_t = 0.1)]
-    pub target_density: f64,
-    /// Pruning rounds (prune/nest).
-    #[arg(long, default_value_t = 5)]
-    pub rounds: usize,
-    /// Retraining epochs after each round (prune/nest).
-    #[arg(long, default_value_t = 8)]
-    pub retrain_epochs: usize,
-    /// NeST: density of the random sparse seed.
-    #[arg(long, default_value_t = 0.2)]
-    pub seed_density: f64,
-    /// NeST: fraction of dormant connections grown.
-    #[arg(long, default_value_t = 0.1)]
-    pub grow_fraction: f64,
+    /// Synthesis method and schedule (boxed: it is most of the options).
+    #[command(flatten)]
+    pub schedule: Box<ScheduleArgs>,
     /// No progress bars.
     #[arg(long)]
     pub quiet: bool,
@@ -118,26 +122,109 @@ pub struct SynthArgs {
     pub ram_budget_kb: Option<f64>,
 }
 
+/// The schedule part of [`SynthArgs`].
+#[derive(clap::Args, Clone, Debug)]
+pub struct ScheduleArgs {
+    /// dense, prune (magnitude prune + retrain), nest (sparse seed, grow, prune), scann-a
+    /// (small seed grown then pruned), scann-b (sparse random seed), scann-c (dense, pruned with
+    /// regrowth); SCANN adds cross-layer connections.
+    #[arg(long, default_value = "dense")]
+    pub method: String,
+    /// Nonzero weights to reach, as a fraction of the seed's weights.
+    #[arg(long, default_value_t = 0.1)]
+    pub target_density: f64,
+    /// Stop pruning when validation accuracy falls more than this many points (percent) below
+    /// its pre-pruning best; the last round within it is kept.
+    #[arg(long)]
+    pub max_val_drop: Option<f64>,
+    /// Pruning rounds (prune/nest).
+    #[arg(long, default_value_t = 5)]
+    pub rounds: usize,
+    /// Retraining epochs after each round (prune/nest).
+    #[arg(long, default_value_t = 8)]
+    pub retrain_epochs: usize,
+    /// NeST: density of the random sparse seed.
+    #[arg(long, default_value_t = 0.2)]
+    pub seed_density: f64,
+    /// NeST: fraction of dormant connections grown.
+    #[arg(long, default_value_t = 0.1)]
+    pub grow_fraction: f64,
+    /// Learning rate of retraining after each round (default: --lr).
+    #[arg(long)]
+    pub retrain_lr: Option<f64>,
+    /// Growth steps (nest, scann-a, scann-b).
+    #[arg(long, default_value_t = 1)]
+    pub grow_rounds: usize,
+    /// Neurons grown per hidden layer and growth step (0: connection growth only).
+    #[arg(long, default_value_t = 8)]
+    pub grow_neurons: usize,
+    /// Neuron growth: fraction β of (input, output) pairs a new neuron may connect.
+    #[arg(long, default_value_t = 0.02)]
+    pub neuron_beta: f64,
+    /// Neuron growth: birth strength (new weights' mean |w| over the layer's).
+    #[arg(long, default_value_t = 0.5)]
+    pub alpha_birth: f64,
+    /// scann-c: connections regrown each round, as a fraction of the nonzeros.
+    #[arg(long, default_value_t = 0.1)]
+    pub regrow_fraction: f64,
+    /// Fine-tuning epochs after the last pruning round (early-stopped on validation).
+    #[arg(long, default_value_t = 0)]
+    pub final_epochs: usize,
+    /// Multiplier of the seed's hidden widths (default 0.25 for scann-a, else 1).
+    #[arg(long)]
+    pub seed_width: Option<f64>,
+    /// Input reduction fitted on the training split, put in front as a Dense layer:
+    /// pca:K or rp:K (sparse random projection).
+    #[arg(long)]
+    pub reduce: Option<String>,
+    /// Also evaluate every round of the schedule on the test split (error-vs-nonzeros curve in
+    /// summary.json); the shipped model is still chosen on validation.
+    #[arg(long)]
+    pub curve: bool,
+}
+
 impl SynthArgs {
     pub fn to_options(&self) -> anyhow::Result<SynthOptions> {
         Ok(SynthOptions {
             data: self.data.parse()?,
             out: self.out.clone(),
             hidden: self.hidden.clone(),
+            seed_arch: self.seed_arch.clone(),
+            seed_width: self.schedule.seed_width,
+            reduce: self
+                .schedule
+                .reduce
+                .as_deref()
+                .map(str::parse)
+                .transpose()
+                .map_err(anyhow::Error::msg)?,
+            curve: self.schedule.curve,
             train: TrainConfig {
                 max_epochs: self.epochs,
                 batch_size: self.batch_size,
                 learning_rate: self.lr,
-                seed: self.seed,
+                seed: self.rng_seed,
                 ..TrainConfig::default()
             },
             schedule: Schedule {
-                method: self.method.parse().map_err(anyhow::Error::msg)?,
-                target_density: self.target_density,
-                rounds: self.rounds,
-                retrain_epochs: self.retrain_epochs,
-                seed_density: self.seed_density,
-                grow_fraction: self.grow_fraction,
+                method: self.schedule.method.parse().map_err(anyhow::Error::msg)?,
+                target_density: self.schedule.target_density,
+                max_val_drop: self.schedule.max_val_drop.map(|p| p / 100.0),
+                rounds: self.schedule.rounds,
+                retrain_epochs: self.schedule.retrain_epochs,
+                retrain_lr: self.schedule.retrain_lr,
+                seed_density: self.schedule.seed_density,
+                grow_fraction: self.schedule.grow_fraction,
+                grow_rounds: self.schedule.grow_rounds,
+                neurons: crate::synth::grow::NeuronGrowth {
+                    beta: self.schedule.neuron_beta,
+                    alpha_birth: self.schedule.alpha_birth,
+                    per_layer: self.schedule.grow_neurons,
+                    ..Default::default()
+                },
+                regrow_fraction: self.schedule.regrow_fraction,
+                reference_weights: None,
+                final_epochs: self.schedule.final_epochs,
             },
             max_vectors: self.vectors,
             show_progress: !self.quiet,
@@ -177,6 +264,9 @@ pub struct Summary {
     pub board: Option<String>,
     pub seed: u64,
     pub method: Method,
+    /// The seed architecture: a file's `name`, or `mlp-<widths>` for the built-in one.
+    #[serde(default)]
+    pub seed_arch: String,
     pub epochs: usize,
     pub n_vectors: usize,
     pub wall_seconds: f64,
@@ -192,6 +282,28 @@ pub struct Summary {
     /// Predicted executed instructions per inference on `device`'s instruction set.
     #[serde(default)]
     pub insns_predicted: Option<f64>,
+    /// Every state the schedule went through (training, growth, pruning rounds).
+    #[serde(default)]
+    pub trajectory: Vec<CurvePoint>,
+    /// Index in `trajectory` of the shipped model (chosen on validation).
+    #[serde(default)]
+    pub chosen: usize,
+}
+
+/// One state along a synthesis run.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize, PartialEq)]
+pub struct CurvePoint {
+    pub stage: String,
+    /// Nonzero weights over the seed's weights.
+    pub density: f64,
+    /// Nonzero weights + biases of the float model.
+    pub params_nonzero: usize,
+    pub val_accuracy: f64,
+    /// With `--curve` only.
+    pub float_test_accuracy: Option<f64>,
+    pub int8_test_accuracy: Option<f64>,
+    /// Nonzero weights + biases of the quantized model.
+    pub int8_params_nonzero: Option<usize>,
 }
 
 impl Summary {
@@ -268,29 +380,20 @@ pub fn synthesize(opts: &SynthOptions) -> anyhow::Result<Summary> {
     let test_s = Samples::from_dataset(&splits.test, &pre);
     let input_len = splits.train.n_features();
 
-    let mut model = seed::mlp(
-        &format!("{}-mlp", splits.train.name),
-        input_len,
-        &opts.hidden,
-        splits.train.class_names.clone(),
-        pre,
-        seed_value,
-    );
-    let sched = &opts.schedule;
-    let total_epochs = opts.train.max_epochs
-        + match sched.method {
-            Method::Dense => 0,
-            Method::Prune => sched.rounds * sched.retrain_epochs,
-            Method::Nest => (sched.rounds + 1) * sched.retrain_epochs,
-        };
+    let (mut model, seed_arch, reference) = build_seed(opts, &splits.train, pre, &train_s)?;
+    let sched = Schedule {
+        reference_weights: Some(reference),
+        ..opts.schedule.clone()
+    };
+    let total_epochs = schedule::planned_epochs(&sched, opts.train.max_epochs);
     let pb = spinner(opts.show_progress, total_epochs as u64, "training");
     let mut epochs = 0;
-    let val_accuracy = schedule::synthesize(
+    let result = schedule::synthesize(
         &mut model,
         &train_s,
         &val_s,
         &opts.train,
-        sched,
+        &sched,
         |line| pb.println(format!("  {line}")),
         |log| {
             epochs += 1;
@@ -302,12 +405,36 @@ pub fn synthesize(opts: &SynthOptions) -> anyhow::Result<Summary> {
             pb.inc(1);
         },
     )?;
+    let val_accuracy = result.val_accuracy;
     pb.finish_with_message(format!("val acc {:.2}%", 100.0 * val_accuracy));
 
     let calib: Vec<Vec<f32>> = (0..train_s.len().min(opts.calibration_samples))
         .map(|i| train_s.row(i).to_vec())
         .collect();
-    let q = quant::quantize_with_input(&model, &calib, data::fixed_input_quant(&opts.data))?;
+    let input_quant = data::fixed_input_quant(&opts.data);
+    let q = quant::quantize_with_input(&model, &calib, input_quant)?;
+    let mut trajectory = Vec::new();
+    for p in &result.trajectory {
+        let (f, i, n) = if opts.curve {
+            let pq = quant::quantize_with_input(&p.model, &calib, input_quant)?;
+            (
+                Some(train::float_accuracy(&p.model, &test_s)),
+                Some(int8_accuracy(&pq, &test_s)?),
+                Some(pq.stats().params_nonzero),
+            )
+        } else {
+            (None, None, None)
+        };
+        trajectory.push(CurvePoint {
+            stage: p.stage.clone(),
+            density: p.density,
+            params_nonzero: p.params_nonzero,
+            val_accuracy: p.val_accuracy,
+            float_test_accuracy: f,
+            int8_test_accuracy: i,
+            int8_params_nonzero: n,
+        });
+    }
     let float_acc = train::float_accuracy(&model, &test_s);
     let int8_acc = int8_accuracy(&q, &test_s)?;
 
@@ -353,6 +480,7 @@ pub fn synthesize(opts: &SynthOptions) -> anyhow::Result<Summary> {
         board: None,
         seed: seed_value,
         method: sched.method,
+        seed_arch,
         epochs,
         n_vectors: n_vec,
         wall_seconds: start.elapsed().as_secs_f64(),
@@ -360,6 +488,8 @@ pub fn synthesize(opts: &SynthOptions) -> anyhow::Result<Summary> {
         energy_uj: Some(est.energy_uj),
         latency_us: Some(est.latency_us),
         insns_predicted: Some(est.insns),
+        trajectory,
+        chosen: result.chosen,
     };
 
     let files = OutputFiles::in_dir(&opts.out);
@@ -369,4 +499,92 @@ pub fn synthesize(opts: &SynthOptions) -> anyhow::Result<Summary> {
     crate::util::write_atomic(&files.labels, serde_json::to_string(&labels)?.as_bytes())?;
     summary.save(&files.summary)?;
     Ok(summary)
+}
+
+/// The initialised seed (built-in MLP or seed file, widths scaled, input reduction in front), its
+/// name, and the weight count of the full-width seed (what target densities refer to).
+fn build_seed(
+    opts: &SynthOptions,
+    train: &data::Dataset,
+    pre: crate::ir::Preprocess,
+    train_s: &Samples,
+) -> anyhow::Result<(Model, String, usize)> {
+    let seed_value = opts.train.seed;
+    let width = opts
+        .seed_width
+        .unwrap_or_else(|| opts.schedule.method.default_seed_width());
+    if width <= 0.0 {
+        anyhow::bail!("--seed-width must be positive, got {width}");
+    }
+    let scaled = |n: usize| ((n as f64 * width).round() as usize).max(1);
+    let dr = opts
+        .reduce
+        .map(|r| reduce::fit(r, train_s, seed_value))
+        .transpose()
+        .map_err(anyhow::Error::msg)?;
+    let data_shape = seed_file::DataShape {
+        sample_shape: match &dr {
+            Some(l) => vec![l.out_features],
+            None => train.sample_shape.clone(),
+        },
+        class_names: train.class_names.clone(),
+        preprocess: pre,
+    };
+    let flat_len: usize = data_shape.sample_shape.iter().product();
+    let build = |scale: &dyn Fn(usize) -> usize| -> anyhow::Result<(Model, String)> {
+        match &opts.seed_arch {
+            Some(path) => {
+                let mut spec = seed_file::read(path)?;
+                if dr.is_some() {
+                    // The seed reads the reduced features, flat.
+                    spec.input = None;
+                }
+                spec.scale_widths(scale);
+                let name = spec.name.clone();
+                let m =
+                    seed_file::build(&spec, &path.display().to_string(), &data_shape, seed_value)?;
+                Ok((m, name))
+            }
+            None => {
+                let hidden: Vec<usize> = opts.hidden.iter().map(|&n| scale(n)).collect();
+                let name = format!(
+                    "mlp-{}",
+                    hidden
+                        .iter()
+                        .map(|h| h.to_string())
+                        .collect::<Vec<_>>()
+                        .join("-")
+                );
+                let m = seed::mlp(
+                    &format!("{}-mlp", train.name),
+                    flat_len,
+                    &hidden,
+                    train.class_names.clone(),
+                    data_shape.preprocess.clone(),
+                    seed_value,
+                );
+                Ok((m, name))
+            }
+        }
+    };
+    let (full, _) = build(&|n| n)?;
+    let (mut model, mut name) = build(&scaled)?;
+    let mut reference = schedule::weight_count(&full);
+    if let Some(layer) = dr {
+        name = format!(
+            "{}+{}",
+            opts.reduce.map(reduce_name).unwrap_or_default(),
+            name
+        );
+        reference += layer.weight.len();
+        model = reduce::prepend(&model, layer);
+    }
+    Ok((model, name, reference))
+}
+
+fn reduce_name(r: Reduce) -> String {
+    match r {
+        Reduce::Pca(k) => format!("pca{k}"),
+        Reduce::RandomProjection(k) => format!("rp{k}"),
+    }
 }

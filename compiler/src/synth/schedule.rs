@@ -1,11 +1,19 @@
-//! Iterative schedules over a trained model: prune-only (Han et al. 2015: prune, retrain, repeat)
-//! and NeST-style grow-and-prune (sparse seed → train → grow by gradient → train → prune
-//! iteratively). Both spend retraining epochs from the same `TrainConfig`, so they can be compared
-//! at equal budgets.
+//! Iterative schedules over a seed: dense training; prune-only (Han et al. 2015: prune, retrain,
+//! repeat); NeST (sparse seed, connection + neuron growth, then iterative pruning); SCANN's three
+//! schemes on a DAG with cross-layer connections. All spend retraining epochs from the same
+//! `TrainConfig`, so they compare at equal budgets.
+//!
+//! Every pruning round removes the units it left dead and records a [`Point`] (nonzeros, val
+//! accuracy, a snapshot of the model), so one run yields a whole error-vs-nonzeros curve. The run
+//! stops at the target density, or earlier when validation accuracy falls more than
+//! `max_val_drop` below the pre-pruning reference: then the last round within the budget is
+//! kept. Only the validation split is ever consulted.
 
-use super::{nest, prune};
+use super::grow::{self, NeuronGrowth};
+use super::{nest, prune, reduce, scann, surgery};
 use crate::ir::Model;
 use crate::train::{self, EpochLog, Samples, TrainConfig, TrainError};
+use rand::{Rng, SeedableRng};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Method {
@@ -13,8 +21,17 @@ pub enum Method {
     Dense,
     /// Train dense, then magnitude-prune and retrain in rounds.
     Prune,
-    /// Sparse seed, gradient-based connection growth, then magnitude pruning in rounds.
+    /// Sparse seed, gradient-based connection and neuron growth, then pruning rounds.
     Nest,
+    /// SCANN A: a small seed (widths × `seed_width`) grown (connections incl. cross-layer,
+    /// neurons), then pruned.
+    ScannA,
+    /// SCANN B: a sparse random seed over the DAG (cross-layer connections included), grown and
+    /// pruned.
+    ScannB,
+    /// SCANN C: the dense DAG (every cross-layer connection present) pruned, with connection
+    /// regrowth every round.
+    ScannC,
 }
 
 impl std::str::FromStr for Method {
@@ -24,7 +41,26 @@ impl std::str::FromStr for Method {
             "dense" => Ok(Method::Dense),
             "prune" => Ok(Method::Prune),
             "nest" => Ok(Method::Nest),
-            _ => Err(format!("unknown method {s:?}: use dense, prune or nest")),
+            "scann-a" => Ok(Method::ScannA),
+            "scann-b" => Ok(Method::ScannB),
+            "scann-c" => Ok(Method::ScannC),
+            _ => Err(format!(
+                "unknown method {s:?}: use dense, prune, nest, scann-a, scann-b or scann-c"
+            )),
+        }
+    }
+}
+
+impl Method {
+    pub fn is_scann(self) -> bool {
+        matches!(self, Method::ScannA | Method::ScannB | Method::ScannC)
+    }
+    /// Width multiplier of the seed's hidden layers when none is given: SCANN A starts small.
+    pub fn default_seed_width(self) -> f64 {
+        if self == Method::ScannA {
+            0.25
+        } else {
+            1.0
         }
     }
 }
@@ -32,16 +68,32 @@ impl std::str::FromStr for Method {
 #[derive(Clone, Debug)]
 pub struct Schedule {
     pub method: Method,
-    /// Overall density of Dense weights to reach.
+    /// Nonzero weights to reach, as a fraction of `reference_weights`.
     pub target_density: f64,
-    /// Pruning rounds; the density falls geometrically from the start to the target.
+    /// Stop pruning once validation accuracy falls more than this (fraction, e.g. 0.002) below
+    /// the reference reached before pruning; keep the last round within it.
+    pub max_val_drop: Option<f64>,
+    /// Pruning rounds; the nonzero count falls geometrically from the start to the target.
     pub rounds: usize,
     /// Retraining epochs after each round.
     pub retrain_epochs: usize,
-    /// NeST: density of the random sparse seed.
+    /// Learning rate of retraining (None: the training rate).
+    pub retrain_lr: Option<f64>,
+    /// NeST / SCANN B: density of the random sparse seed.
     pub seed_density: f64,
-    /// NeST: fraction of dormant connections grown.
+    /// Fraction of dormant connections grown per growth step.
     pub grow_fraction: f64,
+    /// NeST / SCANN A, B: growth steps (each: neurons, connections, retrain).
+    pub grow_rounds: usize,
+    /// Neuron growth (NeST, SCANN A and B); `per_layer = 0` disables it.
+    pub neurons: NeuronGrowth,
+    /// SCANN C: connections regrown per round, as a fraction of the nonzeros.
+    pub regrow_fraction: f64,
+    /// Weights the target density refers to (None: the seed's own weight count).
+    pub reference_weights: Option<usize>,
+    /// Fine-tuning epochs (early-stopped on validation) after the last pruning round; a
+    /// heavily pruned net is far from converged after a short retrain.
+    pub final_epochs: usize,
 }
 
 impl Default for Schedule {
@@ -49,82 +101,318 @@ impl Default for Schedule {
         Schedule {
             method: Method::Dense,
             target_density: 0.1,
+            max_val_drop: None,
             rounds: 5,
             retrain_epochs: 8,
+            retrain_lr: None,
             seed_density: 0.2,
             grow_fraction: 0.1,
+            grow_rounds: 1,
+            neurons: NeuronGrowth::default(),
+            regrow_fraction: 0.1,
+            reference_weights: None,
+            final_epochs: 0,
         }
     }
 }
 
+/// One state along a run.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Point {
+    /// `train`, `grow k`, `prune k`.
+    pub stage: String,
+    /// Nonzero weights / reference weights.
+    pub density: f64,
+    /// Nonzero weights + biases (what the bar counts, before quantization).
+    pub params_nonzero: usize,
+    pub val_accuracy: f64,
+    #[serde(skip)]
+    pub model: Model,
+}
+
+#[derive(Clone, Debug)]
+pub struct SynthResult {
+    /// Validation accuracy of the returned model.
+    pub val_accuracy: f64,
+    pub trajectory: Vec<Point>,
+    /// Index in `trajectory` of the returned model.
+    pub chosen: usize,
+}
+
+/// Weights (Dense + Conv2d, dormant included) of a model.
+pub fn weight_count(model: &Model) -> usize {
+    model
+        .nodes
+        .iter()
+        .filter_map(|n| n.op.weights().map(|w| w.weight.len()))
+        .sum()
+}
+
+/// Nonzero (active) weights of a model.
+pub fn nonzero_weights(model: &Model) -> usize {
+    model
+        .nodes
+        .iter()
+        .filter_map(|n| n.op.weights().map(|w| w.mask.count_ones()))
+        .sum()
+}
+
+/// Epochs a schedule trains for at most (progress bar length).
+pub fn planned_epochs(s: &Schedule, first: usize) -> usize {
+    first
+        + match s.method {
+            Method::Dense => 0,
+            Method::Prune => s.rounds * s.retrain_epochs,
+            Method::Nest | Method::ScannA | Method::ScannB => {
+                (s.rounds + s.grow_rounds) * s.retrain_epochs
+            }
+            Method::ScannC => s.rounds * (s.retrain_epochs + (s.retrain_epochs / 2).max(1)),
+        }
+        + if s.method == Method::Dense {
+            0
+        } else {
+            s.final_epochs
+        }
+}
+
+struct Run<'a, L, E> {
+    train_s: &'a Samples,
+    val_s: &'a Samples,
+    retrain: TrainConfig,
+    schedule: &'a Schedule,
+    reference: usize,
+    trajectory: Vec<Point>,
+    log: L,
+    on_epoch: E,
+}
+
+impl<L: FnMut(String), E: FnMut(&EpochLog)> Run<'_, L, E> {
+    fn train(&mut self, model: &mut Model, cfg: &TrainConfig) -> Result<f64, TrainError> {
+        Ok(
+            train::train(model, self.train_s, self.val_s, cfg, &mut self.on_epoch)?
+                .best_val_accuracy,
+        )
+    }
+
+    fn record(&mut self, stage: String, model: &Model, val: f64) {
+        let mut snapshot = model.clone();
+        if self.schedule.method.is_scann() {
+            scann::compact_concats(&mut snapshot);
+        }
+        let p = Point {
+            stage,
+            density: nonzero_weights(model) as f64 / self.reference.max(1) as f64,
+            params_nonzero: snapshot.stats().params_nonzero,
+            val_accuracy: val,
+            model: snapshot,
+        };
+        (self.log)(format!(
+            "{}: density {:.4}, {} nonzero params, val acc {:.2}%",
+            p.stage,
+            p.density,
+            p.params_nonzero,
+            100.0 * val
+        ));
+        self.trajectory.push(p);
+    }
+
+    /// Growth steps: neurons (bridging gradient), then connections (|∂L/∂w|), then retraining.
+    fn grow_rounds(&mut self, model: &mut Model) -> Result<(), TrainError> {
+        let s = self.schedule;
+        for g in 1..=s.grow_rounds {
+            let neurons = if s.neurons.per_layer > 0 {
+                grow::grow_neurons(model, self.train_s, &s.neurons)
+            } else {
+                0
+            };
+            let grads = grow::weight_gradients(
+                model,
+                self.train_s,
+                s.neurons.batch_size,
+                s.neurons.batches,
+            );
+            let conns = nest::grow_connections(model, &grads, s.grow_fraction);
+            let retrain = self.retrain.clone();
+            let val = self.train(model, &retrain)?;
+            self.record(
+                format!("grow {g}: +{neurons} neurons, +{conns} connections"),
+                model,
+                val,
+            );
+        }
+        Ok(())
+    }
+
+    /// Pruning rounds from the current nonzero count down to the target; SCANN C regrows
+    /// connections before each prune.
+    fn prune_rounds(&mut self, model: &mut Model) -> Result<usize, TrainError> {
+        let s = self.schedule;
+        let start = nonzero_weights(model) as f64;
+        let target = (s.target_density * self.reference as f64).min(start);
+        let reference_val = self
+            .trajectory
+            .iter()
+            .map(|p| p.val_accuracy)
+            .fold(0.0, f64::max);
+        let rounds = s.rounds.max(1);
+        let mut chosen = self.trajectory.len() - 1;
+        for r in 1..=rounds {
+            if s.method == Method::ScannC {
+                let nz = nonzero_weights(model);
+                let dormant = weight_count(model) - nz;
+                if dormant > 0 {
+                    let grads = grow::weight_gradients(
+                        model,
+                        self.train_s,
+                        s.neurons.batch_size,
+                        s.neurons.batches,
+                    );
+                    let f = (s.regrow_fraction * nz as f64 / dormant as f64).min(1.0);
+                    nest::grow_connections(model, &grads, f);
+                    let short = TrainConfig {
+                        max_epochs: (s.retrain_epochs / 2).max(1),
+                        patience: s.retrain_epochs,
+                        ..self.retrain.clone()
+                    };
+                    self.train(model, &short)?;
+                }
+            }
+            let goal = start * (target / start).powf(r as f64 / rounds as f64);
+            let total = weight_count(model) as f64;
+            let densities = prune::layer_densities(model, (goal / total).min(1.0));
+            prune::prune_to(model, &densities);
+            let dead = surgery::remove_dead(model);
+            let retrain = self.retrain.clone();
+            let val = self.train(model, &retrain)?;
+            let stage = if dead.neurons + dead.filters > 0 {
+                format!(
+                    "prune {r}/{rounds} (-{} neurons, -{} filters)",
+                    dead.neurons, dead.filters
+                )
+            } else {
+                format!("prune {r}/{rounds}")
+            };
+            self.record(stage, model, val);
+            if let Some(drop) = s.max_val_drop {
+                if val < reference_val - drop {
+                    (self.log)(format!(
+                        "val acc {:.2}% is more than {:.2} points below {:.2}%: keeping the previous round",
+                        100.0 * val,
+                        100.0 * drop,
+                        100.0 * reference_val
+                    ));
+                    *model = self.trajectory[chosen].model.clone();
+                    return Ok(chosen);
+                }
+            }
+            chosen = self.trajectory.len() - 1;
+        }
+        if s.final_epochs > 0 {
+            let fine = TrainConfig {
+                max_epochs: s.final_epochs,
+                patience: (s.final_epochs / 3).max(5),
+                ..self.retrain.clone()
+            };
+            let val = self.train(model, &fine)?;
+            self.record("fine-tune".into(), model, val);
+            chosen = self.trajectory.len() - 1;
+        }
+        Ok(chosen)
+    }
+}
+
+/// A seeded random sparse mask over every Dense and Conv2d layer but the input reduction.
+pub fn sparse_seed(model: &mut Model, density: f64, seed: u64) {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    for node in &mut model.nodes {
+        if node.name == reduce::NODE_NAME {
+            continue;
+        }
+        let Some(w) = node.op.weights_mut() else {
+            continue;
+        };
+        for i in 0..w.weight.len() {
+            if rng.random::<f64>() >= density {
+                w.mask.set(i, false);
+                w.weight[i] = 0.0;
+            }
+        }
+    }
+}
+
+/// Index of the first node SCANN rewires (after an input reduction).
+fn scann_first(model: &Model) -> usize {
+    usize::from(
+        model
+            .nodes
+            .first()
+            .is_some_and(|n| n.name == reduce::NODE_NAME),
+    )
+}
+
 /// Runs `schedule` on `model` (an initialised seed). `log` receives one line per phase,
-/// `on_epoch` every training epoch of every phase (progress display).
+/// `on_epoch` every training epoch of every phase (progress display). On return `model` is the
+/// chosen point of the trajectory (compacted for SCANN).
 pub fn synthesize(
     model: &mut Model,
     train_s: &Samples,
     val_s: &Samples,
     cfg: &TrainConfig,
     schedule: &Schedule,
-    mut log: impl FnMut(String),
-    mut on_epoch: impl FnMut(&EpochLog),
-) -> Result<f64, TrainError> {
-    let on_epoch = &mut on_epoch;
+    log: impl FnMut(String),
+    on_epoch: impl FnMut(&EpochLog),
+) -> Result<SynthResult, TrainError> {
     let retrain = TrainConfig {
         max_epochs: schedule.retrain_epochs,
         patience: schedule.retrain_epochs,
+        learning_rate: schedule.retrain_lr.unwrap_or(cfg.learning_rate),
         ..cfg.clone()
     };
-    match schedule.method {
-        Method::Dense => Ok(train::train(model, train_s, val_s, cfg, on_epoch)?.best_val_accuracy),
-        Method::Prune => {
-            train::train(model, train_s, val_s, cfg, &mut *on_epoch)?;
-            prune_rounds(
-                model, train_s, val_s, &retrain, schedule, &mut log, on_epoch,
-            )
-        }
-        Method::Nest => {
-            nest::random_sparse_seed(model, schedule.seed_density, cfg.seed);
-            train::train(model, train_s, val_s, cfg, &mut *on_epoch)?;
-            let grads = train::weight_gradients(model, train_s, cfg.batch_size, 50);
-            let grown = nest::grow_connections(model, &grads, schedule.grow_fraction);
-            let r = train::train(model, train_s, val_s, &retrain, &mut *on_epoch)?;
-            log(format!(
-                "grew {grown} connections -> density {:.3}, val acc {:.2}%",
-                prune::density(model),
-                100.0 * r.best_val_accuracy
-            ));
-            prune_rounds(
-                model, train_s, val_s, &retrain, schedule, &mut log, on_epoch,
-            )
-        }
+    let mut run = Run {
+        train_s,
+        val_s,
+        retrain,
+        schedule,
+        reference: schedule
+            .reference_weights
+            .unwrap_or_else(|| weight_count(model)),
+        trajectory: Vec::new(),
+        log,
+        on_epoch,
+    };
+    let s = schedule;
+    if s.method.is_scann() {
+        let first = scann_first(model);
+        *model = scann::to_dag(model, first, s.method != Method::ScannA).map_err(|e| {
+            TrainError::Unsupported {
+                node: e.to_string(),
+                op: "SCANN",
+            }
+        })?;
     }
-}
-
-fn prune_rounds(
-    model: &mut Model,
-    train_s: &Samples,
-    val_s: &Samples,
-    retrain: &TrainConfig,
-    schedule: &Schedule,
-    log: &mut impl FnMut(String),
-    on_epoch: &mut impl FnMut(&EpochLog),
-) -> Result<f64, TrainError> {
-    let start = prune::density(model);
-    let mut val = 0.0;
-    let rounds = schedule.rounds.max(1);
-    for r in 1..=rounds {
-        let d = start * (schedule.target_density / start).powf(r as f64 / rounds as f64);
-        let densities = prune::layer_densities(model, d);
-        let removed = prune::prune_to(model, &densities);
-        let report = train::train(model, train_s, val_s, retrain, &mut *on_epoch)?;
-        val = report.best_val_accuracy;
-        log(format!(
-            "round {r}/{rounds}: pruned {removed} -> density {:.4}, val acc {:.2}%",
-            prune::density(model),
-            100.0 * report.best_val_accuracy
-        ));
+    match s.method {
+        Method::Nest | Method::ScannB => sparse_seed(model, s.seed_density, cfg.seed),
+        _ => {}
     }
-    Ok(val)
+    let val = run.train(model, cfg)?;
+    run.record("train".into(), model, val);
+    let chosen = match s.method {
+        Method::Dense => 0,
+        Method::Prune | Method::ScannC => run.prune_rounds(model)?,
+        Method::Nest | Method::ScannA | Method::ScannB => {
+            run.grow_rounds(model)?;
+            run.prune_rounds(model)?
+        }
+    };
+    if s.method.is_scann() {
+        scann::compact_concats(model);
+    }
+    let val_accuracy = run.trajectory[chosen].val_accuracy;
+    Ok(SynthResult {
+        val_accuracy,
+        trajectory: run.trajectory,
+        chosen,
+    })
 }
 
 #[cfg(test)]
