@@ -63,11 +63,15 @@ enum BenchCmd {
         #[arg(long)]
         mnist: Option<PathBuf>,
     },
-    /// ONNX export checks (ONNX checker, onnxruntime, tract) on digits, plus MNIST with --mnist DIR.
+    /// ONNX export checks (ONNX checker, onnxruntime, tract) on digits, plus MNIST with --mnist DIR;
+    /// with --import MODEL.onnx (needs --mnist) also the import bar: import, prune, int8, QEMU.
     Onnx {
         /// Directory with MNIST's gzipped IDX files (e.g. ../shared/data/mnist).
         #[arg(long)]
         mnist: Option<PathBuf>,
+        /// A PyTorch MNIST CNN (e.g. ../shared/data/onnx/pytorch-mnist-cnn.onnx).
+        #[arg(long)]
+        import: Option<PathBuf>,
     },
 }
 
@@ -129,8 +133,8 @@ fn run(cli: Cli) -> Result<()> {
                 BenchCmd::Pipeline { mnist } => {
                     xtask::bench::pipeline(&root, mnist.as_deref(), &command)?
                 }
-                BenchCmd::Onnx { mnist } => {
-                    xtask::bench_onnx::bench(&root, mnist.as_deref(), &command)?
+                BenchCmd::Onnx { mnist, import } => {
+                    xtask::bench_onnx::bench(&root, mnist.as_deref(), import.as_deref(), &command)?
                 }
             }
         }
