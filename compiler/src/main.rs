@@ -33,6 +33,8 @@ enum Command {
         #[arg(long)]
         int8: bool,
     },
+    /// Import an ONNX model (PyTorch, Keras via tf2onnx) as a float model.json.
+    Import(ImportArgs),
     /// Lower a quantized model.json to a no_std model crate.
     Lower {
         model: PathBuf,
@@ -63,6 +65,64 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(clap::Args)]
+struct ImportArgs {
+    model: PathBuf,
+    #[arg(short, long)]
+    output: PathBuf,
+    /// Input normalisation x = raw·SCALE + OFFSET (with --input-offset).
+    #[arg(long, conflicts_with = "normalize")]
+    input_scale: Option<f32>,
+    #[arg(long, conflicts_with = "normalize", allow_hyphen_values = true)]
+    input_offset: Option<f32>,
+    /// MEAN,STD for 8-bit pixels: x = (raw/255 - MEAN) / STD (PyTorch's Normalize after ToTensor).
+    #[arg(long, value_delimiter = ',', allow_hyphen_values = true)]
+    normalize: Option<Vec<f32>>,
+    /// H,W,C of an image input whose ONNX dimensions are symbolic.
+    #[arg(long, value_delimiter = ',')]
+    input_shape: Option<Vec<usize>>,
+    /// Class names, comma separated.
+    #[arg(long, value_delimiter = ',')]
+    class_names: Option<Vec<String>>,
+}
+
+impl ImportArgs {
+    fn options(&self) -> anyhow::Result<bonsai::onnx::ImportOptions> {
+        let preprocess = match (&self.normalize, self.input_scale, self.input_offset) {
+            (Some(ms), _, _) => {
+                let &[mean, std] = &ms[..] else {
+                    anyhow::bail!("--normalize takes MEAN,STD (two numbers)");
+                };
+                anyhow::ensure!(
+                    std.is_finite() && std > 0.0 && mean.is_finite(),
+                    "--normalize {mean},{std}: STD must be positive"
+                );
+                Some(bonsai::ir::Preprocess {
+                    scale: vec![1.0 / (255.0 * std)],
+                    offset: vec![-mean / std],
+                })
+            }
+            (None, None, None) => None,
+            (None, s, o) => Some(bonsai::ir::Preprocess {
+                scale: vec![s.unwrap_or(1.0)],
+                offset: vec![o.unwrap_or(0.0)],
+            }),
+        };
+        if let Some(s) = &self.input_shape {
+            anyhow::ensure!(
+                s.len() == 3 && s.iter().all(|&d| d > 0),
+                "--input-shape must be H,W,C (three positive numbers)"
+            );
+        }
+        Ok(bonsai::onnx::ImportOptions {
+            preprocess,
+            input_shape: self.input_shape.clone(),
+            name: None,
+            class_names: self.class_names.clone(),
+        })
+    }
 }
 
 fn main() {
@@ -127,6 +187,25 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             bonsai::util::write_atomic(&output, &bytes)
                 .with_context(|| format!("cannot write {}", output.display()))?;
             println!("wrote {} ({} bytes)", output.display(), bytes.len());
+        }
+        Command::Import(args) => {
+            let imported = bonsai::onnx::import_file(&args.model, &args.options()?)?;
+            for note in &imported.notes {
+                println!("note: {note}");
+            }
+            let m = &imported.model;
+            m.save(&args.output)?;
+            let s = m.stats();
+            println!(
+                "imported {} ONNX nodes into {} layers: input {:?}, {} outputs, {} params, {} MACs",
+                imported.onnx_nodes,
+                m.nodes.len(),
+                m.tensor(m.inputs[0]).shape,
+                m.output_len(),
+                s.params_total,
+                s.macs
+            );
+            println!("wrote {}", args.output.display());
         }
         Command::Lower { model, out } => {
             let m = Model::load(&model)?;

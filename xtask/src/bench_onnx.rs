@@ -18,7 +18,8 @@ use bonsai::interp;
 use bonsai::ir::{Model, Op};
 use bonsai::pipeline::{synthesize, OutputFiles, SynthOptions};
 use bonsai::quant;
-use bonsai::train::{argmax, Samples};
+use bonsai::synth::prune;
+use bonsai::train::{self, argmax, Samples, TrainConfig};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -638,14 +639,24 @@ struct OnnxResults {
     onnx_version: Option<String>,
     onnxruntime_version: Option<String>,
     exports: Vec<ExportEntry>,
-    /// ONNX import is not implemented yet.
-    import: Option<serde_json::Value>,
+    /// The PyTorch MNIST CNN imported, pruned, quantized, lowered and run (with `--import`).
+    import: Option<ImportResult>,
 }
 
 /// `cargo xtask bench onnx`: the digits default (seed 1) and, with `mnist`, the MNIST
 /// 784-300-100-10 MLP; writes `bench/results/onnx.json` and the `onnx` section of BENCHMARKS.md.
 /// Failed criteria are recorded (and printed), not fatal.
-pub fn bench(root: &Path, mnist: Option<&Path>, command: &str) -> Result<()> {
+pub fn bench(
+    root: &Path,
+    mnist: Option<&Path>,
+    import: Option<&Path>,
+    command: &str,
+) -> Result<()> {
+    let import = match (import, mnist) {
+        (Some(onnx), Some(dir)) => Some((onnx, dir)),
+        (Some(_), None) => bail!("--import needs --mnist DIR (the model is evaluated on MNIST)"),
+        (None, _) => None,
+    };
     let python = ensure_venv(root)?;
     let script = script_path(root);
     let work = root.join("target/bench/onnx");
@@ -691,7 +702,16 @@ pub fn bench(root: &Path, mnist: Option<&Path>, command: &str) -> Result<()> {
         onnx_version: versions.0,
         onnxruntime_version: versions.1,
         exports,
-        import: None,
+        import: match import {
+            Some((onnx, dir)) => Some(import_bench(
+                root,
+                onnx,
+                dir,
+                &ImportBenchConfig::default(),
+                true,
+            )?),
+            None => None,
+        },
     };
     let json = serde_json::to_string_pretty(&results)? + "\n";
     bonsai::util::write_atomic(&root.join("bench/results/onnx.json"), json.as_bytes())?;
@@ -710,7 +730,7 @@ fn onnx_table(r: &OnnxResults) -> String {
          interpreter (|diff| in logits); the QDQ graphs with the golden integer model: \
          `int8_qdq` (float in/out) in dequantized logits, `int8_qdq_int8_io` (int8 in/out) in \
          LSB. Top-1 = argmax agreement with that reference; within 1 LSB = fraction of outputs \
-         (onnxruntime). ONNX import: not implemented yet.\n\n\
+         (onnxruntime).\n\n\
          | model | variant | samples | checker | max \\|diff\\| onnxruntime | max \\|diff\\| tract | top-1 onnxruntime | top-1 tract | within 1 LSB |\n\
          |---|---|---:|---|---:|---:|---:|---:|---:|\n",
         r.command,
@@ -733,6 +753,9 @@ fn onnx_table(r: &OnnxResults) -> String {
             pct(e.within_1lsb_fraction),
         );
     }
+    if let Some(i) = &r.import {
+        t += &import_table(i);
+    }
     let problems: Vec<&String> = r.exports.iter().flat_map(|e| &e.problems).collect();
     if !problems.is_empty() {
         t += "\nFailed criteria:\n\n";
@@ -741,6 +764,339 @@ fn onnx_table(r: &OnnxResults) -> String {
         }
     }
     t
+}
+
+/// How [`import_bench`] prunes the imported model.
+#[derive(Clone, Debug)]
+pub struct ImportBenchConfig {
+    /// Overall density of the weights (Dense and Conv2d, biases excluded) to reach.
+    pub target_density: f64,
+    /// Pruning rounds: the density falls geometrically from 1 to the target.
+    pub rounds: usize,
+    /// Fine-tuning epochs after each round (best validation epoch kept).
+    pub epochs_per_round: usize,
+    pub learning_rate: f64,
+    pub batch_size: usize,
+    /// Test vectors run on QEMU (all of them are compared byte for byte).
+    pub qemu_vectors: usize,
+    pub seed: u64,
+}
+
+impl Default for ImportBenchConfig {
+    fn default() -> Self {
+        ImportBenchConfig {
+            target_density: 0.1,
+            rounds: 5,
+            epochs_per_round: 3,
+            learning_rate: 5e-4,
+            batch_size: 64,
+            qemu_vectors: 100,
+            seed: 1,
+        }
+    }
+}
+
+/// Flash and RAM of the target part class (STM32L432: 256 KB flash, 64 KB RAM).
+pub const PART_FLASH_BYTES: u64 = 256 << 10;
+pub const PART_RAM_BYTES: u64 = 64 << 10;
+
+/// `bench/results/onnx.json`'s `import` object.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct ImportResult {
+    pub model: String,
+    pub onnx_nodes: usize,
+    pub import_notes: Vec<String>,
+    pub preprocess: bonsai::ir::Preprocess,
+    pub n_test: usize,
+    pub n_train: usize,
+    /// The imported float model on the test set (the original's accuracy, reproduced).
+    pub orig_test_accuracy: f64,
+    /// The dense imported model quantized to int8, before pruning.
+    pub orig_int8_test_accuracy: f64,
+    pub pruned_float_test_accuracy: f64,
+    /// int8 (integer reference) accuracy of the pruned model: the deployed figure.
+    pub pruned_test_accuracy: f64,
+    /// Active weights / all weights (Dense and Conv2d; biases excluded).
+    pub density: f64,
+    pub params_total: usize,
+    pub params_nonzero: usize,
+    pub layer_densities: Vec<(String, f64)>,
+    pub weight_bytes: usize,
+    pub arena_bytes: usize,
+    /// Firmware image flash (code + weights, test vectors excluded), qemu-mps2-an386 build.
+    pub flash_bytes: u64,
+    /// Static RAM + measured stack peak.
+    pub ram_bytes: u64,
+    pub part_flash_bytes: u64,
+    pub part_ram_bytes: u64,
+    pub fits_part: bool,
+    pub qemu_vectors: usize,
+    pub qemu_bit_exact: bool,
+    pub insns_per_inference: Option<f64>,
+    pub rounds: Vec<String>,
+    pub wall_seconds: f64,
+}
+
+/// Accuracy of the integer reference, on both cores.
+fn int8_accuracy_parallel(q: &Model, s: &Samples) -> Result<f64> {
+    let n = s.len();
+    let half = n / 2;
+    let count = |range: std::ops::Range<usize>| -> Result<usize> {
+        let mut c = 0;
+        for i in range {
+            let y = interp::int8::run(q, &quant::quantize_input(q, s.row(i)))?;
+            c += usize::from(argmax(&y) == s.y[i] as usize);
+        }
+        Ok(c)
+    };
+    let (a, b) = std::thread::scope(|sc| {
+        let h = sc.spawn(|| count(0..half));
+        let b = count(half..n);
+        (h.join().expect("int8 evaluation thread"), b)
+    });
+    Ok((a? + b?) as f64 / n.max(1) as f64)
+}
+
+/// The per-layer densities ([`bonsai::synth::prune::layer_densities`]'s rule) whose overall
+/// density is `overall`: that rule keeps small layers denser, so its parameter is lowered
+/// until the whole model meets the target.
+fn densities_for(model: &Model, overall: f64) -> Vec<f64> {
+    let sizes: Vec<f64> = model
+        .nodes
+        .iter()
+        .filter_map(|n| n.op.weights().map(|w| w.weight.len() as f64))
+        .collect();
+    let total: f64 = sizes.iter().sum();
+    let achieved = |d: f64| {
+        prune::layer_densities(model, d)
+            .iter()
+            .zip(&sizes)
+            .map(|(l, s)| (l * s).round())
+            .sum::<f64>()
+            / total
+    };
+    let (mut lo, mut hi) = (0.0, overall);
+    for _ in 0..50 {
+        let mid = 0.5 * (lo + hi);
+        if achieved(mid) <= overall {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    prune::layer_densities(model, lo)
+}
+
+/// Issue #6's import bar: imports `onnx` (normalised MNIST input), measures its accuracy on
+/// MNIST t10k, prunes it in rounds with fine-tuning on the training split to
+/// `cfg.target_density`, quantizes it, lowers it, checks it against the part's flash and RAM,
+/// and runs it on qemu-mps2-an386 comparing every output byte with the integer reference.
+pub fn import_bench(
+    root: &Path,
+    onnx: &Path,
+    mnist: &Path,
+    cfg: &ImportBenchConfig,
+    show_progress: bool,
+) -> Result<ImportResult> {
+    let start = std::time::Instant::now();
+    let say = |s: String| {
+        if show_progress {
+            eprintln!("{s}");
+        }
+    };
+    let (mean, std) = (0.1307f32, 0.3081f32);
+    let opts = bonsai::onnx::ImportOptions {
+        preprocess: Some(bonsai::ir::Preprocess {
+            scale: vec![1.0 / (255.0 * std)],
+            offset: vec![-mean / std],
+        }),
+        class_names: Some((0..10).map(|d| d.to_string()).collect()),
+        ..Default::default()
+    };
+    let imported = bonsai::onnx::import_file(onnx, &opts)?;
+    let mut model = imported.model;
+    let spec = DataSpec::Idx {
+        name: "mnist".into(),
+        dir: mnist.to_path_buf(),
+    };
+    let splits = data::load(&spec, cfg.seed)?;
+    let train_s = Samples::from_dataset(&splits.train, &model.preprocess);
+    let val_s = Samples::from_dataset(&splits.val, &model.preprocess);
+    let test_s = Samples::from_dataset(&splits.test, &model.preprocess);
+    ensure!(
+        test_s.dim == model.input_len(),
+        "MNIST has {} features, the model takes {}",
+        test_s.dim,
+        model.input_len()
+    );
+    let calib: Vec<Vec<f32>> = (0..train_s.len().min(1000))
+        .map(|i| train_s.row(i).to_vec())
+        .collect();
+    let orig_acc = train::float_accuracy(&model, &test_s);
+    let orig_q = quant::quantize(&model, &calib)?;
+    let orig_int8 = int8_accuracy_parallel(&orig_q, &test_s)?;
+    say(format!(
+        "imported {}: float test accuracy {:.2}%, int8 {:.2}%",
+        onnx.display(),
+        100.0 * orig_acc,
+        100.0 * orig_int8
+    ));
+
+    let tcfg = TrainConfig {
+        max_epochs: cfg.epochs_per_round,
+        patience: cfg.epochs_per_round,
+        batch_size: cfg.batch_size,
+        learning_rate: cfg.learning_rate,
+        seed: cfg.seed,
+    };
+    let mut rounds = Vec::new();
+    for r in 1..=cfg.rounds.max(1) {
+        let target = cfg.target_density.powf(r as f64 / cfg.rounds.max(1) as f64);
+        let densities = densities_for(&model, target);
+        let removed = prune::prune_to(&mut model, &densities);
+        let pruned_val = train::float_accuracy(&model, &val_s);
+        let report = train::train(&mut model, &train_s, &val_s, &tcfg, |e| {
+            say(format!(
+                "  round {r} epoch {}: loss {:.4}, val {:.2}%",
+                e.epoch,
+                e.train_loss,
+                100.0 * e.val_accuracy
+            ))
+        })?;
+        let line = format!(
+            "round {r}: pruned {removed} -> density {:.4}; val {:.2}% after pruning, {:.2}% after {} epochs of fine-tuning",
+            prune::density(&model),
+            100.0 * pruned_val,
+            100.0 * report.best_val_accuracy,
+            report.epochs_run
+        );
+        say(line.clone());
+        rounds.push(line);
+    }
+    let pruned_float = train::float_accuracy(&model, &test_s);
+    let q = quant::quantize(&model, &calib)?;
+    let pruned_int8 = int8_accuracy_parallel(&q, &test_s)?;
+    say(format!(
+        "pruned to density {:.4}: float test {:.2}%, int8 {:.2}%",
+        prune::density(&model),
+        100.0 * pruned_float,
+        100.0 * pruned_int8
+    ));
+
+    let work = root.join("target/bench/onnx/import");
+    std::fs::create_dir_all(&work)?;
+    q.save(&work.join("model.json"))?;
+    let lowered = bonsai::lower::lower(&q, &bonsai::lower::LowerOptions::default())?;
+    let n_vec = test_s.len().min(cfg.qemu_vectors);
+    let vectors: Vec<Vec<i8>> = (0..n_vec)
+        .map(|i| quant::quantize_input(&q, test_s.row(i)))
+        .collect();
+    let vectors_path = work.join("vectors.bin");
+    bonsai::vectors::write(&vectors_path, q.input_len(), &vectors)?;
+    let reference = crate::flow::reference_outputs(&q, &vectors)?;
+    let board = crate::firmware::board("qemu-mps2-an386")?;
+    let elf = crate::flow::build_firmware(root, board, &q, &vectors_path)?;
+    let run = crate::flow::run_firmware(board, &elf, std::time::Duration::from_secs(900))?;
+    let bit_exact = crate::flow::compare("qemu-mps2-an386", &reference, &run.outputs);
+    if let Err(e) = &bit_exact {
+        say(format!("NOT bit-exact: {e:#}"));
+    }
+    let ram = elf.static_ram_bytes + run.stack_peak;
+    let stats = q.stats();
+    let layer_densities = q
+        .nodes
+        .iter()
+        .filter_map(|n| {
+            n.op.weights().map(|w| {
+                (
+                    n.name.clone(),
+                    w.mask.count_ones() as f64 / w.weight.len() as f64,
+                )
+            })
+        })
+        .collect();
+    let result = ImportResult {
+        model: onnx
+            .file_name()
+            .map_or("?".into(), |f| f.to_string_lossy().into_owned()),
+        onnx_nodes: imported.onnx_nodes,
+        import_notes: imported.notes,
+        preprocess: q.preprocess.clone(),
+        n_test: test_s.len(),
+        n_train: train_s.len(),
+        orig_test_accuracy: orig_acc,
+        orig_int8_test_accuracy: orig_int8,
+        pruned_float_test_accuracy: pruned_float,
+        pruned_test_accuracy: pruned_int8,
+        density: prune::density(&q),
+        params_total: stats.params_total,
+        params_nonzero: stats.params_nonzero,
+        layer_densities,
+        weight_bytes: lowered.weight_bytes,
+        arena_bytes: lowered.arena_bytes,
+        flash_bytes: elf.flash_bytes,
+        ram_bytes: ram,
+        part_flash_bytes: PART_FLASH_BYTES,
+        part_ram_bytes: PART_RAM_BYTES,
+        fits_part: elf.flash_bytes <= PART_FLASH_BYTES && ram <= PART_RAM_BYTES,
+        qemu_vectors: n_vec,
+        qemu_bit_exact: bit_exact.is_ok(),
+        insns_per_inference: crate::flow::mean_insns(&run),
+        rounds,
+        wall_seconds: start.elapsed().as_secs_f64(),
+    };
+    say(format!(
+        "lowered: weights {} B, arena {} B; firmware flash {} B, RAM {} B (fits {} KB / {} KB: {}); QEMU bit-exact on {} vectors: {}",
+        result.weight_bytes,
+        result.arena_bytes,
+        result.flash_bytes,
+        result.ram_bytes,
+        PART_FLASH_BYTES >> 10,
+        PART_RAM_BYTES >> 10,
+        result.fits_part,
+        n_vec,
+        result.qemu_bit_exact
+    ));
+    Ok(result)
+}
+
+fn import_table(i: &ImportResult) -> String {
+    format!(
+        "\n## ONNX import: {} (PyTorch MNIST CNN) pruned for a {} KB flash / {} KB RAM part\n\n\
+         Imported with input normalisation (x/255 − 0.1307)/0.3081; accuracy on MNIST t10k ({} \
+         images); fine-tuning on the {} training images of the shared MNIST sample (10k, not \
+         60k). Density counts Dense and Conv2d weights (biases excluded). Flash and RAM are \
+         the qemu-mps2-an386 (Cortex-M4) firmware's: code + weights, static RAM + measured \
+         stack peak.\n\n\
+         | original float | original int8 | pruned float | pruned int8 | density | nonzero / total params | flash | RAM | fits | QEMU bit-exact ({} vectors) | instructions / inference |\n\
+         |---:|---:|---:|---:|---:|---:|---:|---:|---|---|---:|\n\
+         | {} | {} | {} | {} | {:.4} | {} / {} | {} B | {} B | {} | {} | {} |\n\n\
+         Pruning rounds:\n\n{}\n",
+        i.model,
+        i.part_flash_bytes >> 10,
+        i.part_ram_bytes >> 10,
+        i.n_test,
+        i.n_train,
+        i.qemu_vectors,
+        pct(Some(i.orig_test_accuracy)),
+        pct(Some(i.orig_int8_test_accuracy)),
+        pct(Some(i.pruned_float_test_accuracy)),
+        pct(Some(i.pruned_test_accuracy)),
+        i.density,
+        i.params_nonzero,
+        i.params_total,
+        i.flash_bytes,
+        i.ram_bytes,
+        if i.fits_part { "yes" } else { "NO" },
+        if i.qemu_bit_exact { "yes" } else { "NO" },
+        i.insns_per_inference
+            .map_or("–".into(), |v| format!("{v:.0}")),
+        i.rounds
+            .iter()
+            .map(|r| format!("- {r}"))
+            .collect::<Vec<_>>()
+            .join("\n"),
+    )
 }
 
 #[cfg(test)]

@@ -81,11 +81,15 @@ enum BenchCmd {
         #[arg(long)]
         mnist: Option<PathBuf>,
     },
-    /// ONNX export checks (ONNX checker, onnxruntime, tract) on digits, plus MNIST with --mnist DIR.
+    /// ONNX export checks (ONNX checker, onnxruntime, tract) on digits, plus MNIST with --mnist DIR;
+    /// with --import MODEL.onnx (needs --mnist) also the import bar: import, prune, int8, QEMU.
     Onnx {
         /// Directory with MNIST's gzipped IDX files (e.g. ../shared/data/mnist).
         #[arg(long)]
         mnist: Option<PathBuf>,
+        /// A PyTorch MNIST CNN (e.g. ../shared/data/onnx/pytorch-mnist-cnn.onnx).
+        #[arg(long)]
+        import: Option<PathBuf>,
     },
 }
 
@@ -155,8 +159,9 @@ fn run(cli: Cli) -> Result<()> {
                 BenchCmd::Boards { model } => {
                     xtask::bench_boards::bench(&root, model.as_deref(), &command)?
                 }
-                BenchCmd::Onnx { mnist } => {
-                    xtask::bench_onnx::bench(&root, mnist.as_deref(), &command)?
+
+                BenchCmd::Onnx { mnist, import } => {
+                    xtask::bench_onnx::bench(&root, mnist.as_deref(), import.as_deref(), &command)?
                 }
                 BenchCmd::Energy { fit, mnist } => {
                     let mnist = mnist.or_else(|| xtask::bench_energy::default_mnist(&root));

@@ -72,10 +72,7 @@ pub fn fit(samples: &[Sample]) -> Result<Fit, EnergyError> {
     let x = least_squares(a, b, &names)?;
     let mut table = KernelTable::new();
     for ((k, f), v) in columns.iter().zip(&x) {
-        table
-            .entry(k.clone())
-            .or_default()
-            .insert(f.clone(), *v);
+        table.entry(k.clone()).or_default().insert(f.clone(), *v);
     }
     let t = &table;
     let max_rel_residual = samples

@@ -1,5 +1,6 @@
 //! ONNX export of the IR, so that a Bonsai model can be inspected (Netron), checked against an
-//! independent runtime (tract, onnxruntime) or deployed elsewhere.
+//! independent runtime (tract, onnxruntime) or deployed elsewhere; and ONNX import
+//! ([`import`]), so that a model trained elsewhere can be pruned and deployed.
 //!
 //! Two graphs are produced:
 //!
@@ -74,10 +75,15 @@
 //! (`float`, `int8_qdq` or `int8_qdq_int8_io`).
 
 mod export;
+pub mod import;
 
 pub use export::{
     export_float, export_int8, export_int8_io, META_CLASS_NAMES, META_IR_VERSION, META_PREPROCESS,
     META_VARIANT, ONNX_IR_VERSION, OPSET_VERSION,
+};
+
+pub use import::{
+    import_bytes, import_file, ImportError, ImportOptions, Imported, InputLayout, UnsupportedNode,
 };
 
 use crate::ir::IrError;
