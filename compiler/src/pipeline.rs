@@ -5,7 +5,7 @@
 use crate::data::{self, DataSpec};
 use crate::energy::{self, Budgets};
 use crate::interp;
-use crate::ir::Model;
+use crate::ir::{Model, Preprocess};
 use crate::lower;
 use crate::quant;
 use crate::synth::reduce::{self, Reduce};
@@ -22,8 +22,11 @@ pub struct SynthOptions {
     pub data: DataSpec,
     pub out: PathBuf,
     pub hidden: Vec<usize>,
-    /// A seed architecture file (`models/seeds/*.toml`); None: the built-in MLP of `hidden`.
+    /// A seed architecture file (`models/seeds/*.toml`) or a trained ONNX model; None: the
+    /// built-in MLP of `hidden`.
     pub seed_arch: Option<PathBuf>,
+    /// Input normalisation of an ONNX seed: `(raw / 255 - mean) / std`.
+    pub normalize: Option<(f32, f32)>,
     /// Multiplier of the seed's hidden widths (None: the method's default, see
     /// [`Method::default_seed_width`]).
     pub seed_width: Option<f64>,
@@ -55,6 +58,7 @@ impl Default for SynthOptions {
             out: "out".into(),
             hidden: vec![64, 32],
             seed_arch: None,
+            normalize: None,
             seed_width: None,
             reduce: None,
             curve: false,
@@ -84,9 +88,14 @@ pub struct SynthArgs {
     /// Hidden layer widths of the built-in seed MLP, comma separated (ignored with --seed).
     #[arg(long, value_delimiter = ',', default_value = "64,32")]
     pub hidden: Vec<usize>,
-    /// Seed architecture file, e.g. models/seeds/lenet-5.toml (default: the built-in MLP).
+    /// Seed architecture file, e.g. models/seeds/lenet-5.toml, or a trained ONNX model
+    /// (`.onnx`: its weights are the starting point) (default: the built-in MLP).
     #[arg(long = "seed", value_name = "FILE")]
     pub seed_arch: Option<PathBuf>,
+    /// With an ONNX seed trained on normalised 8-bit pixels: `MEAN,STD`, i.e. the model's input
+    /// is `(raw / 255 - MEAN) / STD` (default: the dataset's own preprocessing).
+    #[arg(long, value_delimiter = ',', value_name = "MEAN,STD")]
+    pub normalize: Option<Vec<f32>>,
     /// Random seed (initialisation, splits, shuffling).
     #[arg(long, default_value_t = 1)]
     pub rng_seed: u64,
@@ -190,6 +199,14 @@ impl SynthArgs {
             out: self.out.clone(),
             hidden: self.hidden.clone(),
             seed_arch: self.seed_arch.clone(),
+            normalize: match self.normalize.as_deref() {
+                None => None,
+                Some(&[mean, std]) => Some((mean, std)),
+                Some(other) => anyhow::bail!(
+                    "--normalize takes MEAN,STD (two numbers), got {} values",
+                    other.len()
+                ),
+            },
             seed_width: self.schedule.seed_width,
             reduce: self
                 .schedule
@@ -533,6 +550,55 @@ fn build_seed(
     let flat_len: usize = data_shape.sample_shape.iter().product();
     let build = |scale: &dyn Fn(usize) -> usize| -> anyhow::Result<(Model, String)> {
         match &opts.seed_arch {
+            Some(path)
+                if path
+                    .extension()
+                    .is_some_and(|e| e.eq_ignore_ascii_case("onnx")) =>
+            {
+                if dr.is_some() || width != 1.0 {
+                    anyhow::bail!(
+                        "{}: an ONNX seed keeps its architecture: --reduce and --seed-width do not apply",
+                        path.display()
+                    );
+                }
+                let preprocess = match opts.normalize {
+                    Some((mean, std)) if std > 0.0 => Preprocess {
+                        scale: vec![1.0 / (255.0 * std)],
+                        offset: vec![-mean / std],
+                    },
+                    Some((_, std)) => anyhow::bail!(
+                        "--normalize: the standard deviation must be positive, got {std}"
+                    ),
+                    None => data_shape.preprocess.clone(),
+                };
+                let imported = crate::onnx::import_file(
+                    path,
+                    &crate::onnx::ImportOptions {
+                        preprocess: Some(preprocess),
+                        input_shape: (data_shape.sample_shape.len() == 3)
+                            .then(|| data_shape.sample_shape.clone()),
+                        name: None,
+                        class_names: Some(data_shape.class_names.clone()),
+                    },
+                )?;
+                let m = imported.model;
+                let classes = data_shape.class_names.len();
+                if m.input_len() != flat_len || (classes > 0 && m.output_len() != classes) {
+                    anyhow::bail!(
+                        "{}: the ONNX model takes {} inputs and gives {} outputs; the data has {} features and {} classes",
+                        path.display(),
+                        m.input_len(),
+                        m.output_len(),
+                        flat_len,
+                        classes
+                    );
+                }
+                let name = path
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_else(|| "onnx".into());
+                Ok((m, name))
+            }
             Some(path) => {
                 let mut spec = seed_file::read(path)?;
                 if dr.is_some() {
