@@ -9,6 +9,7 @@ pub mod lower;
 pub mod onnx;
 pub mod pipeline;
 pub mod quant;
+pub mod report;
 pub mod synth;
 pub mod train;
 pub mod util;

@@ -65,6 +65,18 @@ enum BenchCmd {
         #[arg(long)]
         mnist: Option<PathBuf>,
     },
+    /// Grow-and-prune vs prune-only vs dense on MNIST LeNet-300-100 (curves, SVG plot).
+    Synth {
+        /// Directory with MNIST's gzipped IDX files.
+        #[arg(long)]
+        mnist: PathBuf,
+        /// Seeds per method (1..=N).
+        #[arg(long, default_value_t = 3)]
+        seeds: u64,
+        /// Methods, comma separated.
+        #[arg(long, value_delimiter = ',', default_value = "dense,prune,nest")]
+        methods: Vec<String>,
+    },
     /// Hardware board crates built around the BasicMotions model: flash/RAM per board.
     Boards {
         /// A synthesize output directory with an IMU model (default: synthesize one).
@@ -160,6 +172,11 @@ fn run(cli: Cli) -> Result<()> {
                     xtask::bench_boards::bench(&root, model.as_deref(), &command)?
                 }
 
+                BenchCmd::Synth {
+                    mnist,
+                    seeds,
+                    methods,
+                } => xtask::bench_synth::bench(&root, &mnist, seeds, &methods, &command)?,
                 BenchCmd::Onnx { mnist, import } => {
                     xtask::bench_onnx::bench(&root, mnist.as_deref(), import.as_deref(), &command)?
                 }

@@ -1,0 +1,112 @@
+//! Plots people look at: an SVG of test error against nonzero parameters, one curve per method
+//! (what `cargo xtask bench synth` puts in BENCHMARKS.md).
+
+use plotters::prelude::*;
+use std::path::Path;
+
+/// One curve: a name and its (nonzero parameters, test error in percent) points.
+pub struct Curve {
+    pub name: String,
+    pub points: Vec<(f64, f64)>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: cannot draw the plot: {msg}")]
+pub struct PlotError {
+    path: String,
+    msg: String,
+}
+
+/// Draws the curves with a logarithmic x axis into an SVG at `path` (written atomically).
+pub fn error_vs_nonzeros_svg(path: &Path, title: &str, curves: &[Curve]) -> Result<(), PlotError> {
+    let err = |msg: String| PlotError {
+        path: path.display().to_string(),
+        msg,
+    };
+    let all: Vec<(f64, f64)> = curves
+        .iter()
+        .flat_map(|c| c.points.iter().copied())
+        .collect();
+    if all.is_empty() {
+        return Err(err("no points".into()));
+    }
+    let (x_lo, x_hi) = all.iter().fold((f64::MAX, f64::MIN), |(lo, hi), &(x, _)| {
+        (lo.min(x), hi.max(x))
+    });
+    let (y_lo, y_hi) = all.iter().fold((f64::MAX, f64::MIN), |(lo, hi), &(_, y)| {
+        (lo.min(y), hi.max(y))
+    });
+    let pad = ((y_hi - y_lo) * 0.1).max(0.1);
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (760, 480)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| err(e.to_string()))?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 18))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(56)
+            .build_cartesian_2d(
+                ((x_lo * 0.8).max(1.0)..x_hi * 1.25).log_scale(),
+                (y_lo - pad).max(0.0)..y_hi + pad,
+            )
+            .map_err(|e| err(e.to_string()))?;
+        chart
+            .configure_mesh()
+            .x_desc("nonzero parameters (int8 weights + biases, log scale)")
+            .y_desc("test error (%)")
+            .draw()
+            .map_err(|e| err(e.to_string()))?;
+        for (i, c) in curves.iter().enumerate() {
+            let color = Palette99::pick(i).to_rgba();
+            let mut pts = c.points.clone();
+            pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+            chart
+                .draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))
+                .map_err(|e| err(e.to_string()))?
+                .label(c.name.clone())
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2))
+                });
+            chart
+                .draw_series(pts.into_iter().map(|p| Circle::new(p, 3, color.filled())))
+                .map_err(|e| err(e.to_string()))?;
+        }
+        chart
+            .configure_series_labels()
+            .border_style(BLACK)
+            .background_style(WHITE.mix(0.9))
+            .draw()
+            .map_err(|e| err(e.to_string()))?;
+        root.present().map_err(|e| err(e.to_string()))?;
+    }
+    crate::util::write_atomic(path, svg.as_bytes()).map_err(|e| err(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn draws_every_curve_into_an_svg() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.svg");
+        let curves = vec![
+            Curve {
+                name: "prune".into(),
+                points: vec![(266_000.0, 4.0), (20_000.0, 3.8), (5_000.0, 4.6)],
+            },
+            Curve {
+                name: "nest".into(),
+                points: vec![(21_000.0, 4.2), (5_500.0, 4.9)],
+            },
+        ];
+        error_vs_nonzeros_svg(&path, "LeNet-300-100", &curves).unwrap();
+        let svg = std::fs::read_to_string(&path).unwrap();
+        assert!(svg.starts_with("<svg"), "{}", &svg[..50.min(svg.len())]);
+        assert!(svg.contains("prune") && svg.contains("nest"));
+        // 5 points drawn as circles.
+        assert_eq!(svg.matches("<circle").count(), 5);
+        assert!(error_vs_nonzeros_svg(&path, "x", &[]).is_err());
+    }
+}
