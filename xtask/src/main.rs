@@ -81,6 +81,13 @@ enum BenchCmd {
         #[arg(long)]
         mnist: Option<PathBuf>,
     },
+    /// Sparse runtime (issue #4): LeNet-300-100 on MNIST at 1, 2, 5, 10 % density and dense on
+    /// the Cortex-M4 under QEMU, plus host latency against tract; writes bench/results/runtime.json.
+    Runtime {
+        /// Directory with MNIST's gzipped IDX files (e.g. ../shared/data/mnist).
+        #[arg(long)]
+        mnist: PathBuf,
+    },
     /// ONNX export checks (ONNX checker, onnxruntime, tract) on digits, plus MNIST with --mnist DIR.
     Onnx {
         /// Directory with MNIST's gzipped IDX files (e.g. ../shared/data/mnist).
@@ -140,7 +147,10 @@ fn run(cli: Cli) -> Result<()> {
         }
         Cmd::Test => test(&root)?,
         Cmd::Bench { what } => {
-            if matches!(what, BenchCmd::Pipeline { .. } | BenchCmd::Boards { .. }) {
+            if matches!(
+                what,
+                BenchCmd::Pipeline { .. } | BenchCmd::Boards { .. } | BenchCmd::Runtime { .. }
+            ) {
                 firmware::ensure_targets()?;
                 qemu::ensure_qemu()?;
             }
@@ -154,6 +164,9 @@ fn run(cli: Cli) -> Result<()> {
                 }
                 BenchCmd::Boards { model } => {
                     xtask::bench_boards::bench(&root, model.as_deref(), &command)?
+                }
+                BenchCmd::Runtime { mnist } => {
+                    xtask::bench_runtime::bench(&root, &mnist, &command)?
                 }
                 BenchCmd::Onnx { mnist } => {
                     xtask::bench_onnx::bench(&root, mnist.as_deref(), &command)?
