@@ -93,6 +93,13 @@ enum BenchCmd {
         #[arg(long)]
         mnist: Option<PathBuf>,
     },
+    /// Sparse runtime (issue #4): LeNet-300-100 on MNIST at 1, 2, 5, 10 % density and dense on
+    /// the Cortex-M4 under QEMU, plus host latency against tract; writes bench/results/runtime.json.
+    Runtime {
+        /// Directory with MNIST's gzipped IDX files (e.g. ../shared/data/mnist).
+        #[arg(long)]
+        mnist: PathBuf,
+    },
     /// ONNX export checks (ONNX checker, onnxruntime, tract) on digits, plus MNIST with --mnist DIR;
     /// with --import MODEL.onnx (needs --mnist) also the import bar: import, prune, int8, QEMU.
     Onnx {
@@ -156,7 +163,10 @@ fn run(cli: Cli) -> Result<()> {
         }
         Cmd::Test => test(&root)?,
         Cmd::Bench { what } => {
-            if matches!(what, BenchCmd::Pipeline { .. } | BenchCmd::Boards { .. }) {
+            if matches!(
+                what,
+                BenchCmd::Pipeline { .. } | BenchCmd::Boards { .. } | BenchCmd::Runtime { .. }
+            ) {
                 firmware::ensure_targets()?;
                 qemu::ensure_qemu()?;
             }
@@ -170,6 +180,9 @@ fn run(cli: Cli) -> Result<()> {
                 }
                 BenchCmd::Boards { model } => {
                     xtask::bench_boards::bench(&root, model.as_deref(), &command)?
+                }
+                BenchCmd::Runtime { mnist } => {
+                    xtask::bench_runtime::bench(&root, &mnist, &command)?
                 }
 
                 BenchCmd::Synth {

@@ -640,6 +640,9 @@ pub(super) fn weights_rs(model: &Model, plan: &Plan) -> String {
                 let sparse = d.storage() == Storage::Sparse;
                 if sparse {
                     types.push("fully_connected_sparse::{RowLens, SparseMatrix}");
+                    if d.kind == LayerKind::Dense {
+                        types.push("fully_connected_sparse::ChannelQuant");
+                    }
                 }
                 types.push(match (d.kind, sparse) {
                     (LayerKind::Dense, false) => "fully_connected::FcParams",
@@ -781,6 +784,16 @@ fn emit_sparse_layer(s: &mut String, step: &Step, d: &WeightedLayer) {
         RowLenWidth::TooLong => unreachable!("plan refuses sparse storage for such rows"),
     };
     let (ty, shape, input_offset) = params_parts(d, "SparseFcParams");
+    // The sparse Dense kernel walks one packed `ChannelQuant` array; the sparse convolution keeps
+    // the three per-channel arrays of the dense kernels.
+    let packed = d.kind == LayerKind::Dense;
+    let channel_fields = if packed {
+        format!("    channels: &LAYER{n}_CHANNELS,\n")
+    } else {
+        format!(
+            "    folded_bias: &LAYER{n}_FOLDED_BIAS,\n    multiplier: &LAYER{n}_MULTIPLIER,\n    shift: &LAYER{n}_SHIFT,\n"
+        )
+    };
     let total = d.in_len * d.out_len;
     let percent = if total == 0 {
         0.0
@@ -794,9 +807,7 @@ fn emit_sparse_layer(s: &mut String, step: &Step, d: &WeightedLayer) {
          /// Input scale {:?}, zero point {}; output scale {:?}, zero point {}.\n\
          pub(crate) static LAYER{n}: {ty}<'static> = {ty} {{\n{shape}\
          \x20   weights: SparseMatrix::new({}, &LAYER{n}_ENTRIES, RowLens::{len_variant}(&LAYER{n}_ROW_LENS)),\n\
-         \x20   folded_bias: &LAYER{n}_FOLDED_BIAS,\n\
-         \x20   multiplier: &LAYER{n}_MULTIPLIER,\n\
-         \x20   shift: &LAYER{n}_SHIFT,\n{input_offset}\
+{channel_fields}{input_offset}\
          \x20   output_offset: {},\n\
          \x20   act_min: {},\n\
          \x20   act_max: {},\n\
@@ -840,7 +851,33 @@ fn emit_sparse_layer(s: &mut String, step: &Step, d: &WeightedLayer) {
         array_body(&sp.row_lens, 16, 5)
     )
     .unwrap();
-    emit_channel_arrays(s, n, &name, d);
+    if packed {
+        emit_channel_quants(s, n, &name, d);
+    } else {
+        emit_channel_arrays(s, n, &name, d);
+    }
+}
+
+/// The per-channel constants of a sparse Dense layer, one `ChannelQuant` per output channel.
+fn emit_channel_quants(s: &mut String, n: usize, name: &str, d: &WeightedLayer) {
+    let quants: Vec<String> = (0..d.out_len)
+        .map(|o| {
+            format!(
+                "ChannelQuant::new({}, {}, {})",
+                d.folded_bias[o], d.multiplier[o], d.shift[o]
+            )
+        })
+        .collect();
+    writeln!(
+        s,
+        "\n/// `{name}` per output channel: `ChannelQuant::new(folded bias, Q31 multiplier, shift)`,\n\
+         /// the folded bias being `bias[o] - ({}) * sum_j weights[o][j]`, the shift positive = left.\n\
+         #[rustfmt::skip]\nstatic LAYER{n}_CHANNELS: [ChannelQuant; {}] = [{}];",
+        d.qin.zero_point,
+        d.out_len,
+        array_body(&quants, 1, 0)
+    )
+    .unwrap();
 }
 
 fn emit_layer(s: &mut String, step: &Step, d: &WeightedLayer) {

@@ -226,20 +226,131 @@ impl<'a> SparseMatrix<'a> {
     }
 }
 
+/// One output channel's requantization constants, packed so that the row loop walks a single
+/// pointer for all of them (three separate `i32` arrays cost three pointers, which LLVM spilled
+/// to the stack and reloaded on every row).
+///
+/// Built only by [`ChannelQuant::new`] from the folded bias, the Q31 multiplier and the shift of
+/// [`requantize`]; the shift is stored pre-split into the left shift `clamp(shift, 0, 30)`, the
+/// right shift `clamp(-shift, 0, 31)` and the rounding bit's position `(right − 1) mod 32`, so the
+/// kernel does no clamping. 12 bytes per channel, as many as the three `i32` arrays.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(C)]
+pub struct ChannelQuant {
+    bias: i32,
+    multiplier: i32,
+    left: u8,
+    right: u8,
+    round: u8,
+}
+
+impl ChannelQuant {
+    /// `folded_bias` as for the dense kernel, `multiplier` and `shift` as for [`requantize`]
+    /// (any `shift`; it is clamped to `-31..=30` as there).
+    pub const fn new(folded_bias: i32, multiplier: i32, shift: i32) -> Self {
+        let left = if shift > 30 {
+            30
+        } else if shift < 0 {
+            0
+        } else {
+            shift
+        };
+        let right = if shift < -31 {
+            31
+        } else if shift > 0 {
+            0
+        } else {
+            -shift
+        };
+        ChannelQuant {
+            bias: folded_bias,
+            multiplier,
+            left: left as u8,
+            right: right as u8,
+            round: ((right + 31) & 31) as u8,
+        }
+    }
+
+    /// The folded bias.
+    pub const fn bias(&self) -> i32 {
+        self.bias
+    }
+
+    /// The Q31 multiplier.
+    pub const fn multiplier(&self) -> i32 {
+        self.multiplier
+    }
+
+    /// The shift, clamped to `-31..=30` (positive = left).
+    pub const fn shift(&self) -> i32 {
+        self.left as i32 - self.right as i32
+    }
+
+    /// [`requantize`]`(bias + sum, multiplier, shift, …)`, bit for bit, with one 64-bit
+    /// multiply-accumulate and no division (proptest `requantize_fast_is_exact`).
+    ///
+    /// gemmlowp's high multiply adds a sign-dependent nudge and truncates toward zero; that is
+    /// `floor((a·b + 2^30) / 2^31)` for either sign (for a negative numerator `n`, truncation is
+    /// `floor((n + 2^31 − 1) / 2^31)`, and `1 − 2^30 + 2^31 − 1 = 2^30`). With
+    /// `t = a·b + 2^30 = hi·2^32 + lo`, that floor is `2·hi + (lo >> 31)`. The one product whose
+    /// result overflows, `(−2^31)²`, is the one where `2·hi` overflows (`hi = 2^30`,
+    /// `lo < 2^31`), so a saturating doubling (`QADD`) gives the reference's `i32::MAX`. On the
+    /// Cortex-M4 that is `SMLAL`, `QADD`, `ORR` instead of a sign test, two 64-bit adds and a
+    /// 64-bit shift; on the Cortex-M0 it saves the sign-dependent 64-bit arithmetic around
+    /// `__aeabi_lmul`.
+    ///
+    /// The rounding right shift by `e` (ties away from zero) is `(z >> e) + ((z >> (e − 1)) & 1)`
+    /// with `z = y − [y < 0]`: for `y ≥ 0` that is round-half-up; for `y < 0` subtracting one
+    /// turns a remainder of exactly one half into one just below it, so ties round down (away
+    /// from zero), and a remainder of 0 borrows from the quotient and adds the one back. `y − 1`
+    /// cannot overflow: the high multiply is at least `−2^31 + 1`. For `e = 0` the shift by
+    /// `round = 31` yields the sign bit, which adds back the one subtracted: `z >> 0 + 1 = y`.
+    #[inline(always)]
+    pub fn requantize<const FULL_RANGE: bool>(
+        &self,
+        sum: i32,
+        output_offset: i32,
+        act_min: i8,
+        act_max: i8,
+    ) -> i8 {
+        let (left, right, round) = (
+            u32::from(self.left),
+            u32::from(self.right),
+            u32::from(self.round),
+        );
+        // SAFETY: `new` is the only constructor (the fields are private) and stores
+        // `left <= 30`, `right <= 31`, `round <= 31`. Telling LLVM so removes the `& 31` that
+        // Rust's shift semantics would otherwise add before each register shift.
+        unsafe {
+            core::hint::assert_unchecked(left < 32 && right < 32 && round < 32);
+        }
+        let x = self.bias.wrapping_add(sum) << left;
+        let t = i64::from(x) * i64::from(self.multiplier) + (1 << 30);
+        let hi = (t >> 32) as i32;
+        let high = hi.saturating_add(hi) | ((t as u32) >> 31) as i32;
+        let z = high + (high >> 31);
+        let scaled = (z >> right) + ((z >> round) & 1);
+        let out = scaled.saturating_add(output_offset);
+        if FULL_RANGE {
+            // `SSAT #8`: the caller checked that `[act_min, act_max]` is the whole i8 range.
+            out.clamp(-128, 127) as i8
+        } else {
+            out.max(i32::from(act_min)).min(i32::from(act_max)) as i8
+        }
+    }
+}
+
 /// A sparse dense-layer's parameters; the code generator emits one as a `static` per layer.
 ///
-/// Like [`FcParams`](super::fully_connected::FcParams) with the weights in delta CSR:
-/// `folded_bias`, `multiplier` and `shift` have one element per row of `weights`.
+/// Like [`FcParams`](super::fully_connected::FcParams) with the weights in delta CSR and the
+/// per-channel constants packed into one [`ChannelQuant`] per row of `weights`.
 #[derive(Clone, Copy, Debug)]
 pub struct SparseFcParams<'a> {
     /// Per-channel symmetric weights, values in `[-127, 127]`.
     pub weights: SparseMatrix<'a>,
-    /// `bias[o] + input_offset · Σ_j w[o][j]`, as for the dense kernel.
-    pub folded_bias: &'a [i32],
-    /// Per-channel Q31 requantization multiplier, in `[2^30, 2^31)` (or 0).
-    pub multiplier: &'a [i32],
-    /// Per-channel power-of-two shift, positive = left, in `-31..=30`.
-    pub shift: &'a [i32],
+    /// Per output channel: the folded bias `bias[o] + input_offset · Σ_j w[o][j]` (as for the
+    /// dense kernel), the Q31 multiplier and the shift.
+    pub channels: &'a [ChannelQuant],
     /// Output zero point.
     pub output_offset: i32,
     /// Lower clamp (output zero point for a fused ReLU, else -128).
@@ -252,20 +363,17 @@ pub struct SparseFcParams<'a> {
 ///
 /// `input.len()` must be at least `weights.in_len()` (it is `in_len` in generated code): if it
 /// is shorter, nothing is written (debug builds assert). Rows are processed for
-/// `o < min(output.len(), rows, folded_bias.len(), multiplier.len(), shift.len())`; the rest of
-/// `output` is left untouched (debug builds assert that all these lengths agree).
+/// `o < min(output.len(), rows, channels.len())`; the rest of `output` is left untouched (debug
+/// builds assert that these lengths agree).
 ///
-/// Cost, from the release disassembly (`opt-level = "s"`; `opt-level = 3` unrolls by 4 for
-/// the same count per entry): thumbv7em 7 instructions per entry in the inner loop (`ldrb`,
-/// `ldrsb` post-increment, `add`, `ldrsb`, `smlabb`, `cmp`, `bne`) and about 90 per row
-/// (requantization included); thumbv6m 10 per entry.
+/// Cost on thumbv7em under QEMU `-icount`: 5 instructions per entry in the pair loop (see
+/// [`row_dot_pairs`]) plus the per-row work (row set-up, requantization, store); thumbv6m 10 per
+/// entry.
 pub fn fully_connected_sparse_s8(p: &SparseFcParams, input: &[i8], output: &mut [i8]) {
     let m = &p.weights;
     debug_assert!(input.len() >= m.in_len, "input shorter than in_len");
     debug_assert_eq!(m.out_len(), output.len(), "rows");
-    debug_assert_eq!(p.folded_bias.len(), output.len(), "folded_bias length");
-    debug_assert_eq!(p.multiplier.len(), output.len(), "multiplier length");
-    debug_assert_eq!(p.shift.len(), output.len(), "shift length");
+    debug_assert_eq!(p.channels.len(), output.len(), "channels length");
     // The one check that makes every input read in bounds (see the module docs).
     if input.len() < m.in_len {
         return;
@@ -292,69 +400,15 @@ fn rows<L: Copy + Into<usize>, const FULL_RANGE: bool>(
     output: &mut [i8],
 ) {
     let mut entries = p.weights.entries;
-    let channels = output
-        .iter_mut()
-        .zip(p.folded_bias)
-        .zip(p.multiplier)
-        .zip(p.shift)
-        .zip(lens);
-    for ((((out, &bias), &m), &s), &n) in channels {
+    for ((out, q), &n) in output.iter_mut().zip(p.channels).zip(lens) {
         // Never fails for a validated matrix (row lengths add up to the entries); `else`
         // instead of a panic keeps the kernel panic-free.
         let Some((row, rest)) = entries.split_at_checked(n.into()) else {
             return;
         };
         entries = rest;
-        let acc = bias.wrapping_add(row_dot(row, input));
-        *out = requantize_fast::<FULL_RANGE>(acc, m, s, p.output_offset, p.act_min, p.act_max);
-    }
-}
-
-/// [`requantize`] computed with one 64-bit multiply-accumulate and no division, bit for bit
-/// equal to it for every argument (proptest `requantize_fast_is_exact`).
-///
-/// gemmlowp's high multiply adds a sign-dependent nudge and truncates toward zero; that is
-/// `floor((a·b + 2^30) / 2^31)` for either sign (for a negative numerator `n`, truncation is
-/// `floor((n + 2^31 − 1) / 2^31)`, and `1 − 2^30 + 2^31 − 1 = 2^30`). With
-/// `t = a·b + 2^30 = hi·2^32 + lo`, that floor is `2·hi + (lo >> 31)`. The one product whose
-/// result overflows, `(−2^31)²`, is the one where `2·hi` overflows (`hi = 2^30`, `lo < 2^31`), so
-/// a saturating doubling (`QADD`) gives the reference's `i32::MAX`. On the Cortex-M4 that is
-/// `SMLAL`, `QADD`, `ORR` instead of a sign test, two 64-bit adds and a 64-bit shift; on the
-/// Cortex-M0 it saves the sign-dependent 64-bit arithmetic around `__aeabi_lmul`.
-///
-/// The rounding right shift by `e` (ties away from zero) is `(z >> e) + ((z >> (e − 1)) & 1)`
-/// with `z = y − [y < 0]`: for `y ≥ 0` that is round-half-up; for `y < 0` subtracting one
-/// turns a remainder of exactly one half into one just below it, so ties round down (away from
-/// zero), and a remainder of 0 borrows from the quotient and adds the one back. `y − 1` cannot
-/// overflow: the high multiply is at least `−2^31 + 1`. For `e = 0` the wrapping shift by
-/// `−1 & 31 = 31` yields the sign bit, which adds back the one subtracted: `z >> 0 + 1 = y`.
-#[inline(always)]
-pub(crate) fn requantize_fast<const FULL_RANGE: bool>(
-    acc: i32,
-    multiplier: i32,
-    shift: i32,
-    output_offset: i32,
-    act_min: i8,
-    act_max: i8,
-) -> i8 {
-    // The reference clamps `shift` to -31..=30 and splits it: `left = clamp(shift, 0, 30)`,
-    // `right = clamp(-shift, 0, 31)` (`saturating_neg` keeps `i32::MIN` large), which LLVM
-    // turns into `USAT`s instead of a clamp followed by two `max`es.
-    let left = shift.clamp(0, 30) as u32;
-    let right = shift.saturating_neg().clamp(0, 31) as u32;
-    // `wrapping_shl` by 0..=30 is the reference's `wrapping_mul(1 << left)`.
-    let x = acc.wrapping_shl(left);
-    let t = i64::from(x) * i64::from(multiplier) + (1 << 30);
-    let hi = (t >> 32) as i32;
-    let high = hi.saturating_add(hi) | ((t as u32) >> 31) as i32;
-    let z = high + (high >> 31);
-    let scaled = (z >> right) + (z.wrapping_shr(right.wrapping_sub(1)) & 1);
-    let out = scaled.saturating_add(output_offset);
-    if FULL_RANGE {
-        // `SSAT #8`: the caller checked that `[act_min, act_max]` is the whole i8 range.
-        out.clamp(-128, 127) as i8
-    } else {
-        out.max(i32::from(act_min)).min(i32::from(act_max)) as i8
+        *out =
+            q.requantize::<FULL_RANGE>(row_dot(row, input), p.output_offset, p.act_min, p.act_max);
     }
 }
 
@@ -600,6 +654,38 @@ mod tests {
 
     const HALF: i32 = 1 << 30;
 
+    /// [`ChannelQuant::requantize`] with the accumulator split between the bias and the sum
+    /// (both ways round, since the kernel adds them with wrapping), checked equal and returned.
+    fn requantize_fast<const FULL_RANGE: bool>(
+        acc: i32,
+        multiplier: i32,
+        shift: i32,
+        output_offset: i32,
+        act_min: i8,
+        act_max: i8,
+    ) -> i8 {
+        let a = ChannelQuant::new(acc, multiplier, shift).requantize::<FULL_RANGE>(
+            0,
+            output_offset,
+            act_min,
+            act_max,
+        );
+        let half = acc / 2;
+        let b = ChannelQuant::new(half, multiplier, shift).requantize::<FULL_RANGE>(
+            acc.wrapping_sub(half),
+            output_offset,
+            act_min,
+            act_max,
+        );
+        assert_eq!(a, b);
+        let q = ChannelQuant::new(acc, multiplier, shift);
+        assert_eq!(
+            (q.bias(), q.multiplier(), q.shift()),
+            (acc, multiplier, shift.clamp(-31, 30))
+        );
+        a
+    }
+
     #[test]
     fn worked_example_from_the_docs() {
         let mut w = vec![0i8; 600];
@@ -626,9 +712,10 @@ mod tests {
         );
         let p = SparseFcParams {
             weights: m,
-            folded_bias: &[4, -4],
-            multiplier: &[HALF, HALF],
-            shift: &[1, 0],
+            channels: &[
+                ChannelQuant::new(4, HALF, 1),
+                ChannelQuant::new(-4, HALF, 0),
+            ],
             output_offset: 5,
             act_min: -128,
             act_max: 127,
@@ -658,9 +745,10 @@ mod tests {
         let m = SparseMatrix::new(5, &[], RowLens::U16(&[0, 0]));
         let p = SparseFcParams {
             weights: m,
-            folded_bias: &[20, -7],
-            multiplier: &[HALF, HALF],
-            shift: &[0, 0],
+            channels: &[
+                ChannelQuant::new(20, HALF, 0),
+                ChannelQuant::new(-7, HALF, 0),
+            ],
             output_offset: 1,
             act_min: -128,
             act_max: 127,
@@ -719,9 +807,7 @@ mod tests {
         let m = SparseMatrix::new(3, &[(1, 2)], RowLens::U8(&[1]));
         let p = SparseFcParams {
             weights: m,
-            folded_bias: &[0],
-            multiplier: &[HALF],
-            shift: &[0],
+            channels: &[ChannelQuant::new(0, HALF, 0)],
             output_offset: 0,
             act_min: -128,
             act_max: 127,
@@ -864,11 +950,12 @@ mod tests {
                 );
                 prop_assert_eq!(&reference, &dense);
 
+                let channels: Vec<ChannelQuant> = (0..n_out)
+                    .map(|o| ChannelQuant::new(folded[o], c.multiplier[o], c.shift[o]))
+                    .collect();
                 let p = SparseFcParams {
                     weights: m,
-                    folded_bias: &folded,
-                    multiplier: &c.multiplier,
-                    shift: &c.shift,
+                    channels: &channels,
                     output_offset: c.output_offset,
                     act_min: c.act_min,
                     act_max: c.act_max,

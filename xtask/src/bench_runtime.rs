@@ -1,0 +1,366 @@
+//! `cargo xtask bench runtime`: the sparse runtime's figures (issue #4) for LeNet-300-100 on
+//! MNIST, pruned to 1, 2, 5 and 10 % density plus the dense model.
+//!
+//! Per model: instructions per inference on the Cortex-M4 (QEMU mps2-an386, `-icount`, mean over
+//! the embedded real test images) with the compiler's storage choice and with every layer dense
+//! (the project's dense DSP kernel), flash and RAM from the same build, the arena beside its
+//! max-live bound and the naive sum, the sparse tables' bytes per nonzero against the entropy
+//! floor and TFLM's prune encoding, and single-sample host latency of the generated crate against
+//! tract on the exported float ONNX graph.
+
+use crate::bench::{git_commit, write_section};
+use crate::firmware::{self, Board};
+use crate::flow;
+use anyhow::{bail, Context, Result};
+use bonsai::data::DataSpec;
+use bonsai::ir::Model;
+use bonsai::lower::{LowerOptions, LoweredCrate, Storage, StoragePolicy};
+use bonsai::pipeline::{synthesize, OutputFiles, SynthOptions};
+use bonsai::synth::schedule::{Method, Schedule};
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// Test images per model (embedded in the firmware and timed on the host).
+const N_INPUTS: usize = 100;
+/// Timed passes over the inputs on the host (after one untimed warm-up pass).
+const HOST_REPS: usize = 50;
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RuntimeEntry {
+    pub model: String,
+    pub target: String,
+    /// Nonzero weights / all weights, over every weighted layer.
+    pub density: f64,
+    pub nonzero_weights: usize,
+    /// Values + indices + row lengths of the layers stored sparse.
+    pub weight_index_bytes: usize,
+    /// Nonzeros and weights (all elements) of the layers stored sparse.
+    pub sparse_nonzeros: usize,
+    pub sparse_elements: usize,
+    pub bytes_per_nonzero: Option<f64>,
+    /// `1 + H(p)/(8p)` bytes per nonzero, `p` the sparse layers' density.
+    pub floor_bytes_per_nonzero: Option<f64>,
+    /// `1 + 1/(8p)`: one byte per nonzero plus a one-bit mask per element.
+    pub tflm_bytes_per_nonzero: Option<f64>,
+    pub insns_sparse: f64,
+    pub insns_dense_dsp: f64,
+    pub insns_per_nonzero: f64,
+    pub flash_bytes: u64,
+    pub arena_bytes: usize,
+    pub ram_maxlive_bytes: usize,
+    pub ram_naive_bytes: usize,
+    pub ram_total_bytes: u64,
+    pub host_ns_bonsai: f64,
+    pub host_ns_tract: f64,
+    pub int8_test_accuracy: f64,
+    pub n_inputs: usize,
+    pub bit_exact: bool,
+    pub git_commit: String,
+    pub command: String,
+}
+
+/// Binary entropy in bits.
+fn entropy(p: f64) -> f64 {
+    if p <= 0.0 || p >= 1.0 {
+        return 0.0;
+    }
+    -(p * p.log2() + (1.0 - p) * (1.0 - p).log2())
+}
+
+pub fn bench(root: &Path, mnist: &Path, command: &str) -> Result<()> {
+    if !mnist.is_dir() {
+        bail!("--mnist {}: not a directory", mnist.display());
+    }
+    let board = firmware::board("qemu-mps2-an386")?;
+    let commit = git_commit(root);
+    let work = root.join("target/bench/runtime");
+    let mut entries = Vec::new();
+    for density in [Some(0.01), Some(0.02), Some(0.05), Some(0.10), None] {
+        let name = match density {
+            Some(d) => format!("lenet-300-100-p{:02}", (d * 100.0f64).round() as u32),
+            None => "lenet-300-100-dense".into(),
+        };
+        let out = work.join(&name);
+        let opts = SynthOptions {
+            data: DataSpec::Idx {
+                name: "mnist".into(),
+                dir: mnist.to_path_buf(),
+            },
+            out: out.clone(),
+            hidden: vec![300, 100],
+            schedule: Schedule {
+                method: if density.is_some() {
+                    Method::Prune
+                } else {
+                    Method::Dense
+                },
+                target_density: density.unwrap_or(1.0),
+                ..Schedule::default()
+            },
+            max_vectors: N_INPUTS,
+            show_progress: false,
+            ..SynthOptions::default()
+        };
+        let mut opts = opts;
+        opts.train.max_epochs = 15;
+        let summary = synthesize(&opts).with_context(|| format!("synthesizing {name}"))?;
+        let files = OutputFiles::in_dir(&out);
+        let model = Model::load(&files.model)?;
+        let vectors = bonsai::vectors::read(&files.vectors)?;
+        let expected = flow::reference_outputs(&model, &vectors)?;
+
+        let (auto, auto_elf, auto_run) =
+            run_on_qemu(root, board, &model, &files.vectors, StoragePolicy::Auto)?;
+        let auto_exact = flow::compare(&name, &expected, &auto_run.outputs).is_ok();
+        let (_, _, dense_run) =
+            run_on_qemu(root, board, &model, &files.vectors, StoragePolicy::Dense)?;
+        let dense_exact = flow::compare(&name, &expected, &dense_run.outputs).is_ok();
+        let insns_sparse = flow::mean_insns(&auto_run).context("QEMU did not count")?;
+        let insns_dense = flow::mean_insns(&dense_run).context("QEMU did not count")?;
+
+        let nonzero: usize = auto.layers.iter().map(|l| l.nonzeros).sum();
+        let elements: usize = auto.layers.iter().map(|l| l.in_len * l.out_len).sum();
+        let sparse: Vec<_> = auto
+            .layers
+            .iter()
+            .filter(|l| l.storage == Storage::Sparse)
+            .collect();
+        let wib: usize = sparse.iter().map(|l| l.sparse_weight_bytes).sum();
+        let s_nz: usize = sparse.iter().map(|l| l.nonzeros).sum();
+        let s_el: usize = sparse.iter().map(|l| l.in_len * l.out_len).sum();
+        let (bpn, floor, tflm) = if s_nz > 0 {
+            let p = s_nz as f64 / s_el as f64;
+            (
+                Some(wib as f64 / s_nz as f64),
+                Some(1.0 + entropy(p) / (8.0 * p)),
+                Some(1.0 + 1.0 / (8.0 * p)),
+            )
+        } else {
+            (None, None, None)
+        };
+
+        let host_bonsai = host_bonsai_ns(root, &work, &model, &files.vectors)?;
+        let host_tract = host_tract_ns(&model, &vectors)?;
+        eprintln!(
+            "{name}: {insns_sparse:.0} insns ({insns_dense:.0} dense DSP), {wib} B sparse tables, \
+             host {host_bonsai:.0} ns vs tract {host_tract:.0} ns"
+        );
+        entries.push(RuntimeEntry {
+            model: name,
+            target: format!("{} (Cortex-M4, thumbv7em)", board.name),
+            density: nonzero as f64 / elements as f64,
+            nonzero_weights: nonzero,
+            weight_index_bytes: wib,
+            sparse_nonzeros: s_nz,
+            sparse_elements: s_el,
+            bytes_per_nonzero: bpn,
+            floor_bytes_per_nonzero: floor,
+            tflm_bytes_per_nonzero: tflm,
+            insns_sparse,
+            insns_dense_dsp: insns_dense,
+            insns_per_nonzero: insns_sparse / nonzero.max(1) as f64,
+            flash_bytes: auto_elf.flash_bytes,
+            arena_bytes: auto.arena_bytes,
+            ram_maxlive_bytes: auto.arena_max_live_bytes,
+            ram_naive_bytes: auto.arena_naive_bytes,
+            ram_total_bytes: auto_elf.static_ram_bytes + auto_run.stack_peak,
+            host_ns_bonsai: host_bonsai,
+            host_ns_tract: host_tract,
+            int8_test_accuracy: summary.int8_test_accuracy,
+            n_inputs: vectors.len(),
+            bit_exact: auto_exact && dense_exact,
+            git_commit: commit.clone(),
+            command: command.into(),
+        });
+    }
+    let json = serde_json::to_string_pretty(&entries)? + "\n";
+    bonsai::util::write_atomic(&root.join("bench/results/runtime.json"), json.as_bytes())?;
+    write_section(root, "runtime", &table(&entries, command, &commit))
+}
+
+/// Lowers `model` with `storage` into the board, builds and runs it under QEMU.
+fn run_on_qemu(
+    root: &Path,
+    board: &Board,
+    model: &Model,
+    vectors: &Path,
+    storage: StoragePolicy,
+) -> Result<(LoweredCrate, firmware::ElfInfo, crate::qemu::QemuRun)> {
+    let lowered = bonsai::lower::lower(
+        model,
+        &LowerOptions {
+            storage,
+            ..LowerOptions::default()
+        },
+    )?;
+    bonsai::lower::write_crate(&lowered, &board.model_dir(root))?;
+    let elf = firmware::build(root, board, &std::path::absolute(vectors)?)?;
+    let run = flow::run_firmware(board, &elf, Duration::from_secs(600))?;
+    Ok((lowered, elf, run))
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// Median single-inference latency of the generated crate + `bonsai-rt` on the host: a small
+/// timing crate generated under `work/host-timer` (opt-level 3, LTO), each inference timed with
+/// `Instant` over `HOST_REPS` passes of the test vectors after one warm-up pass.
+fn host_bonsai_ns(root: &Path, work: &Path, model: &Model, vectors: &Path) -> Result<f64> {
+    let dir = work.join("host-timer");
+    std::fs::create_dir_all(dir.join("src"))
+        .with_context(|| format!("cannot create {}", dir.display()))?;
+    flow::lower_into(model, &dir.join("model"))?;
+    let manifest = "[package]\nname = \"host-timer\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\
+                    publish = false\n\n[dependencies]\nbonsai-model = { path = \"model\" }\n\n\
+                    [workspace]\nexclude = [\"model\"]\n\n[profile.release]\nopt-level = 3\n\
+                    lto = true\ncodegen-units = 1\n";
+    bonsai::util::write_atomic(&dir.join("Cargo.toml"), manifest.as_bytes())?;
+    bonsai::util::write_atomic(&dir.join("src/main.rs"), HOST_TIMER.as_bytes())?;
+    let out = Command::new(env!("CARGO"))
+        .args(["run", "--release", "--quiet", "--"])
+        .arg(std::path::absolute(vectors)?)
+        .arg(HOST_REPS.to_string())
+        .current_dir(&dir)
+        .env(
+            "CARGO_TARGET_DIR",
+            root.join("target/bench/runtime/host-timer-target"),
+        )
+        .output()
+        .context("cannot run cargo for the host timer")?;
+    if !out.status.success() {
+        bail!(
+            "host timer failed ({}):\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("MEDIAN_NS "))
+        .and_then(|v| v.trim().parse().ok())
+        .with_context(|| format!("host timer printed no MEDIAN_NS line:\n{stdout}"))
+}
+
+/// The timing harness: same vector format as `tests/host-runner`.
+const HOST_TIMER: &str = r#"//! Generated by `cargo xtask bench runtime`: median single-inference latency.
+use std::hint::black_box;
+use std::time::Instant;
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let bytes = std::fs::read(&args[1]).expect("vectors file");
+    let reps: usize = args[2].parse().expect("repetitions");
+    let word = |i: usize| u32::from_le_bytes(bytes[4 * i..4 * i + 4].try_into().unwrap()) as usize;
+    assert!(&bytes[..4] == b"BVEC" && word(3) == bonsai_model::INPUT_LEN, "vectors do not fit");
+    let inputs: Vec<[i8; bonsai_model::INPUT_LEN]> = bytes[16..]
+        .chunks_exact(bonsai_model::INPUT_LEN)
+        .map(|c| std::array::from_fn(|i| c[i] as i8))
+        .collect();
+    let mut arena = [0u8; bonsai_model::ARENA_BYTES];
+    let mut output = [0i8; bonsai_model::OUTPUT_LEN];
+    let mut times = Vec::with_capacity(reps * inputs.len());
+    for rep in 0..=reps {
+        for input in &inputs {
+            let t = Instant::now();
+            bonsai_model::infer(black_box(input), &mut output, &mut arena);
+            black_box(&output);
+            let ns = t.elapsed().as_nanos() as f64;
+            if rep > 0 {
+                times.push(ns);
+            }
+        }
+    }
+    times.sort_by(f64::total_cmp);
+    println!("MEDIAN_NS {}", times[times.len() / 2]);
+}
+"#;
+
+/// Median single-sample latency of tract (`into_optimized().into_runnable()`) on the exported
+/// float graph, batch 1, inputs = the test vectors dequantized with the model's input scale.
+fn host_tract_ns(model: &Model, vectors: &[Vec<i8>]) -> Result<f64> {
+    use tract_onnx::prelude::*;
+    let bytes = bonsai::onnx::export_float(model)?;
+    let n_in = model.input_len();
+    let q = model.tensors[model.inputs[0].0]
+        .quant
+        .context("the model's input is not quantized")?;
+    let plan = tract_onnx::onnx()
+        .model_for_read(&mut &bytes[..])?
+        .with_input_fact(0, InferenceFact::dt_shape(f32::datum_type(), [1, n_in]))?
+        .into_optimized()?
+        .into_runnable()?;
+    let inputs: Vec<Tensor> = vectors
+        .iter()
+        .map(|v| {
+            let x: Vec<f32> = v
+                .iter()
+                .map(|&b| (i32::from(b) - q.zero_point) as f32 * q.scale)
+                .collect();
+            Tensor::from_shape(&[1, n_in], &x)
+        })
+        .collect::<TractResult<_>>()?;
+    let mut times = Vec::with_capacity(HOST_REPS * inputs.len());
+    for rep in 0..=HOST_REPS {
+        for x in &inputs {
+            let t = Instant::now();
+            let out = plan.run(tvec!(x.clone().into()))?;
+            std::hint::black_box(&out);
+            if rep > 0 {
+                times.push(t.elapsed().as_nanos() as f64);
+            }
+        }
+    }
+    Ok(median(times))
+}
+
+fn table(entries: &[RuntimeEntry], command: &str, commit: &str) -> String {
+    let mut t = format!(
+        "## Sparse runtime: LeNet-300-100 on MNIST, Cortex-M4 and host\n\n\
+         Command: `{command}` (commit {commit}). Pruned models (`Method::Prune`, 15 epochs) at \
+         1, 2, 5, 10 % target density and the dense model. Instructions: QEMU mps2-an386 \
+         `-icount`, mean over {N_INPUTS} real MNIST test images, bit-exact with the compiler's \
+         integer reference; *sparse* = the compiler's per-layer storage choice, *dense DSP* = the \
+         same model lowered with `StoragePolicy::Dense` (this project's SMLAD dense kernel). \
+         CMSIS-NN dense on these shapes: 519,795 (bar: ≤ 51,979 at 2 %). Flash = text + rodata \
+         + data (harness included, test vectors excluded); RAM = data + bss + stack peak. Table \
+         bytes = values + indices + row lengths of the sparse layers; floor = 1 B + H(p)/p bits \
+         per nonzero, TFLM = 1 B + 1 bit per element. Host: median single-sample latency of \
+         one inference, timed with `std::time::Instant` per call ({HOST_REPS} passes over the \
+         images after a warm-up pass; a plain timing loop, not criterion, which is not \
+         vendored); bonsai-rt = the generated crate at opt-level 3 with LTO, tract = \
+         `into_optimized().into_runnable()` on the exported float ONNX graph.\n\n\
+         | model | density | nonzeros | insns sparse | insns dense DSP | insns/nonzero | table B | B/nonzero | floor | TFLM | flash B | arena B | max-live B | naive B | RAM B | host bonsai ns | host tract ns | speed-up | int8 acc | bit-exact |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n"
+    );
+    let opt = |v: Option<f64>| v.map_or("–".into(), |v| format!("{v:.2}"));
+    for e in entries {
+        t += &format!(
+            "| {} | {:.2}% | {} | {:.0} | {:.0} | {:.2} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.0} | {:.0} | {:.1}× | {:.2}% | {} |\n",
+            e.model,
+            100.0 * e.density,
+            e.nonzero_weights,
+            e.insns_sparse,
+            e.insns_dense_dsp,
+            e.insns_per_nonzero,
+            e.weight_index_bytes,
+            opt(e.bytes_per_nonzero),
+            opt(e.floor_bytes_per_nonzero),
+            opt(e.tflm_bytes_per_nonzero),
+            e.flash_bytes,
+            e.arena_bytes,
+            e.ram_maxlive_bytes,
+            e.ram_naive_bytes,
+            e.ram_total_bytes,
+            e.host_ns_bonsai,
+            e.host_ns_tract,
+            e.host_ns_tract / e.host_ns_bonsai,
+            100.0 * e.int8_test_accuracy,
+            if e.bit_exact { "yes" } else { "NO" },
+        );
+    }
+    t
+}
