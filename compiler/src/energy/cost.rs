@@ -1,10 +1,24 @@
 //! From a lowered model to instructions, cycles, time and energy.
 //!
 //! 1. **Work** ([`model_work`]): for every node, the kernel the lowering chose and its loop trip
-//!    counts (`fc_dense`: rows and MACs; `fc_sparse`: rows and stored entries, fillers included,
-//!    since a filler runs the same loop body; `relu`: elements), plus `infer`'s own frame. A
-//!    kernel called from one place only is inlined by LTO and costs differently: it is counted
-//!    as its `_inline` variant (see [`model_work`]).
+//!    counts, plus `infer`'s own frame:
+//!    - `fc_dense`: rows and MACs; `fc_sparse`: rows and stored entries (fillers included, since
+//!      a filler runs the same loop body);
+//!    - `conv_dense` (`conv2d_s8`): positions, filters × positions; for interior windows the
+//!      `kh` row dot products per filter, split into 4-byte words (`quad_in`, SMLAD on thumbv7em)
+//!      and the byte tail (`tail_in`); for border windows taps and MACs (`tap_b`, `mac_b`);
+//!    - `conv_sparse` (`conv2d_sparse_s8`): positions, filters × positions, entries × interior
+//!      and × border positions, and the kernel-row crossings of the column walk (`cross`);
+//!    - `dw_conv` (`depthwise_conv2d_s8`): positions, channels × positions, interior rows and
+//!      taps, border taps;
+//!    - `max_pool` / `avg_pool`: positions, channels × positions, the clipped windows' rows and
+//!      taps;
+//!    - `add`, `relu` (plus `copy`, `copy_elem` when the ReLU copies its input first): elements;
+//!      `concat`: copied and requantized parts and elements; `flatten`: nothing (no code).
+//!
+//!    A kernel called from one place only is inlined by LTO and specialised for that layer's
+//!    constant shapes, which changes its cost by up to ±40 %: it is counted as its `_inline`
+//!    variant (see [`model_work`]).
 //! 2. **Instructions**: Σ coefficient × trip count, with the fitted [`Coefficients`].
 //! 3. **Cycles**: each unit's instructions split into classes by its [`Mix`], times the device's
 //!    `[min, max]` cycles per class; plus flash wait states: on a part without an instruction
@@ -54,9 +68,10 @@ pub struct LayerWork {
     /// Index in `Model::nodes`; `None` for `infer`'s frame.
     pub index: Option<usize>,
     pub name: String,
-    /// IR op (`Dense`, `Relu`) or `infer`.
+    /// IR op (`Dense`, `Conv2d`, `MaxPool`, ...) or `infer`.
     pub op: String,
-    /// Runtime kernel: `fc_dense`, `fc_sparse`, `relu`, `infer`.
+    /// Cost-model kernel (`fc_dense`, `conv_sparse_inline`, `max_pool`, `flatten`, ... see the
+    /// module docs) or `infer`.
     pub kernel: &'static str,
     /// Trip counts, `(feature, count)`.
     pub counts: Vec<(&'static str, f64)>,
@@ -75,21 +90,42 @@ pub struct LayerWork {
     pub ram_bytes: usize,
 }
 
-/// The kernel work of every node of a lowered model, in order, then `infer`'s frame.
+/// The kernel work of every node of a lowered model, in order, then `infer`'s own frame.
 pub fn model_work(model: &Model, lowered: &LoweredCrate) -> Result<Vec<LayerWork>, EnergyError> {
+    let copied_relus = relu_copies(model, lowered);
     let mut out = Vec::with_capacity(model.nodes.len() + 1);
     for (index, node) in model.nodes.iter().enumerate() {
         let out_len = model.tensor(node.output).len();
+        let info = || {
+            lowered
+                .layers
+                .iter()
+                .find(|l| l.index == index)
+                .ok_or_else(|| EnergyError::Unsupported {
+                    node: node.name.clone(),
+                    msg: format!(
+                        "the lowered crate records no layer for this {} node",
+                        node.op.kind()
+                    ),
+                })
+        };
+        let base = LayerWork {
+            index: Some(index),
+            name: node.name.clone(),
+            op: node.op.kind().into(),
+            kernel: "",
+            counts: Vec::new(),
+            params: 0,
+            nonzeros: 0,
+            macs: 0,
+            flash_bytes: 0,
+            sram_read_bytes: 0,
+            sram_write_bytes: 0,
+            ram_bytes: out_len,
+        };
         let w = match &node.op {
             Op::Dense(d) => {
-                let info = lowered
-                    .layers
-                    .iter()
-                    .find(|l| l.index == index)
-                    .ok_or_else(|| EnergyError::Unsupported {
-                        node: node.name.clone(),
-                        msg: "the lowered crate records no layer for this Dense node".into(),
-                    })?;
+                let info = info()?;
                 let (rows, cols) = (info.out_len, info.in_len);
                 let (kernel, inner, inner_name, macs) = match info.storage {
                     Storage::Dense => ("fc_dense", rows * cols, "mac", rows * cols),
@@ -101,9 +137,6 @@ pub fn model_work(model: &Model, lowered: &LoweredCrate) -> Result<Vec<LayerWork
                     ),
                 };
                 LayerWork {
-                    index: Some(index),
-                    name: node.name.clone(),
-                    op: node.op.kind().into(),
                     kernel,
                     counts: vec![
                         ("call", 1.0),
@@ -116,31 +149,123 @@ pub fn model_work(model: &Model, lowered: &LoweredCrate) -> Result<Vec<LayerWork
                     flash_bytes: info.weight_bytes,
                     sram_read_bytes: macs,
                     sram_write_bytes: rows,
-                    ram_bytes: rows,
+                    ..base
                 }
             }
-            Op::Relu => LayerWork {
-                index: Some(index),
-                name: node.name.clone(),
-                op: node.op.kind().into(),
-                kernel: "relu",
-                counts: vec![("call", 1.0), ("elem", out_len as f64)],
-                params: 0,
-                nonzeros: 0,
-                macs: 0,
-                flash_bytes: 0,
-                sram_read_bytes: out_len,
-                sram_write_bytes: out_len,
-                ram_bytes: out_len,
-            },
-            // Ops the lowering has no kernel for yet (a conv kernel added to the runtime comes
-            // with an arm here and its coefficients in the tables).
-            other => {
-                return Err(EnergyError::Unsupported {
-                    node: node.name.clone(),
-                    msg: format!("no cost model for op {}", other.kind()),
-                })
+            Op::Conv2d(c) => {
+                let info = info()?;
+                let g = Windows::new(
+                    &model.tensor(node.inputs[0]).shape,
+                    &model.tensor(node.output).shape,
+                    c.kernel,
+                    c.stride,
+                    c.padding,
+                );
+                let (kernel, counts, macs) = if c.is_depthwise() {
+                    depthwise_counts(&g)
+                } else {
+                    match info.storage {
+                        Storage::Dense => conv_dense_counts(&g),
+                        Storage::Sparse => {
+                            let q = c.quant.as_ref().ok_or_else(|| EnergyError::Unsupported {
+                                node: node.name.clone(),
+                                msg: "the Conv2d node has no int8 weights".into(),
+                            })?;
+                            conv_sparse_counts(&g, info.sparse_entries, &q.weight_q)
+                        }
+                    }
+                };
+                LayerWork {
+                    kernel,
+                    counts,
+                    params: c.weight.len() + c.bias.len(),
+                    nonzeros: info.nonzeros,
+                    macs,
+                    flash_bytes: info.weight_bytes,
+                    sram_read_bytes: macs,
+                    sram_write_bytes: out_len,
+                    ..base
+                }
             }
+            Op::MaxPool(p) | Op::AvgPool(p) => {
+                let g = Windows::new(
+                    &model.tensor(node.inputs[0]).shape,
+                    &model.tensor(node.output).shape,
+                    p.kernel,
+                    p.stride,
+                    p.padding,
+                );
+                let read = (g.sum_count * g.out_c as f64) as usize;
+                LayerWork {
+                    kernel: if matches!(node.op, Op::MaxPool(_)) {
+                        "max_pool"
+                    } else {
+                        "avg_pool"
+                    },
+                    counts: pool_counts(&g),
+                    sram_read_bytes: read,
+                    sram_write_bytes: out_len,
+                    ..base
+                }
+            }
+            Op::Add => LayerWork {
+                kernel: "add",
+                counts: vec![("call", 1.0), ("elem", out_len as f64)],
+                sram_read_bytes: 2 * out_len,
+                sram_write_bytes: out_len,
+                ..base
+            },
+            Op::Concat => {
+                let qout = model.tensor(node.output).quant;
+                let (mut copy, mut copy_elem, mut rq, mut rq_elem) = (0.0, 0.0, 0.0, 0.0);
+                for &t in &node.inputs {
+                    let tensor = model.tensor(t);
+                    let n = tensor.len() as f64;
+                    // The lowering copies a part whose quantization equals the output's and
+                    // requantizes any other (`RequantParams::between`).
+                    if tensor.quant == qout {
+                        copy += 1.0;
+                        copy_elem += n;
+                    } else {
+                        rq += 1.0;
+                        rq_elem += n;
+                    }
+                }
+                LayerWork {
+                    kernel: "concat",
+                    counts: [
+                        ("copy", copy),
+                        ("copy_elem", copy_elem),
+                        ("requant", rq),
+                        ("requant_elem", rq_elem),
+                    ]
+                    .into_iter()
+                    .filter(|&(_, n)| n > 0.0)
+                    .collect(),
+                    sram_read_bytes: out_len,
+                    sram_write_bytes: out_len,
+                    ..base
+                }
+            }
+            Op::Relu => {
+                let mut counts = vec![("call", 1.0), ("elem", out_len as f64)];
+                if copied_relus.contains(&index) {
+                    counts.extend([("copy", 1.0), ("copy_elem", out_len as f64)]);
+                }
+                LayerWork {
+                    kernel: "relu",
+                    counts,
+                    sram_read_bytes: out_len,
+                    sram_write_bytes: out_len,
+                    ..base
+                }
+            }
+            // The output is the input's memory under another shape: no code at all.
+            Op::Flatten => LayerWork {
+                kernel: "flatten",
+                ram_bytes: 0,
+                ..base
+            },
         };
         out.push(w);
     }
@@ -162,13 +287,213 @@ pub fn model_work(model: &Model, lowered: &LoweredCrate) -> Result<Vec<LayerWork
     Ok(out)
 }
 
+/// Indices of the ReLU nodes the generated `infer` runs out of place (`copy_s8` of the input,
+/// then `relu_s8` on the copy): the memory planner decides, so this reads the generated code
+/// rather than re-deriving the planner's rule. Each step of `infer` opens with one `    // `
+/// comment line, in node order.
+fn relu_copies(model: &Model, lowered: &LoweredCrate) -> Vec<usize> {
+    let Some((_, lib)) = lowered
+        .files
+        .iter()
+        .find(|(p, _)| p.ends_with("src/lib.rs"))
+    else {
+        return Vec::new();
+    };
+    let body = lib
+        .split_once("pub fn infer(")
+        .and_then(|(_, rest)| rest.split_once("\npub fn predict("))
+        .map_or("", |(body, _)| body);
+    let mut steps: Vec<String> = Vec::new();
+    for line in body.lines() {
+        if line.starts_with("    // ") {
+            steps.push(String::new());
+        } else if let Some(s) = steps.last_mut() {
+            s.push_str(line);
+            s.push('\n');
+        }
+    }
+    if steps.len() != model.nodes.len() {
+        // Not the layout this reader knows: fall back to the one case that always copies, a
+        // ReLU of the caller's (read-only) input.
+        return model
+            .nodes
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| matches!(n.op, Op::Relu) && n.inputs[0] == model.inputs[0])
+            .map(|(k, _)| k)
+            .collect();
+    }
+    model
+        .nodes
+        .iter()
+        .zip(&steps)
+        .enumerate()
+        .filter(|(_, (n, code))| matches!(n.op, Op::Relu) && code.contains("copy_s8("))
+        .map(|(k, _)| k)
+        .collect()
+}
+
+/// The sliding-window geometry of a convolution or pooling, summarised as the kernels' loops
+/// see it: bonsai-rt's `Shape2d::clip` splits output positions into interior windows (every
+/// tap inside the input, the fast path) and border windows (clipped by padding), and a pooling
+/// visits only the clipped window's rows and taps.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Windows {
+    kh: usize,
+    kw: usize,
+    in_c: usize,
+    out_c: usize,
+    positions: f64,
+    interior: f64,
+    border: f64,
+    /// Σ over positions of the clipped window's rows, and of its taps.
+    sum_rows: f64,
+    sum_count: f64,
+}
+
+impl Windows {
+    fn new(
+        in_shape: &[usize],
+        out_shape: &[usize],
+        kernel: [usize; 2],
+        stride: [usize; 2],
+        padding: [usize; 4],
+    ) -> Windows {
+        // `(lo, hi)` of the kernel taps inside the input, per output coordinate (`Shape2d::clip`).
+        let clips = |out: usize, stride: usize, pad: usize, k: usize, size: usize| {
+            (0..out)
+                .map(|o| {
+                    let start = (o * stride) as isize - pad as isize;
+                    let lo = (-start).clamp(0, k as isize);
+                    let hi = (size as isize - start).min(k as isize).max(lo);
+                    (lo as usize, hi as usize)
+                })
+                .collect::<Vec<_>>()
+        };
+        let dim = |s: &[usize], i: usize| s.get(i).copied().unwrap_or(1);
+        let (in_h, in_w, in_c) = (dim(in_shape, 0), dim(in_shape, 1), dim(in_shape, 2));
+        let (out_h, out_w, out_c) = (dim(out_shape, 0), dim(out_shape, 1), dim(out_shape, 2));
+        let ys = clips(out_h, stride[0], padding[0], kernel[0], in_h);
+        let xs = clips(out_w, stride[1], padding[1], kernel[1], in_w);
+        let full_y = ys
+            .iter()
+            .filter(|&&(a, b)| a == 0 && b == kernel[0])
+            .count();
+        let full_x = xs
+            .iter()
+            .filter(|&&(a, b)| a == 0 && b == kernel[1])
+            .count();
+        let rows_y: usize = ys.iter().map(|(a, b)| b - a).sum();
+        let cols_x: usize = xs.iter().map(|(a, b)| b - a).sum();
+        // An empty column clip makes the pooling skip the window entirely.
+        let nonempty_x = xs.iter().filter(|(a, b)| b > a).count();
+        let positions = (out_h * out_w) as f64;
+        let interior = (full_y * full_x) as f64;
+        Windows {
+            kh: kernel[0],
+            kw: kernel[1],
+            in_c,
+            out_c,
+            positions,
+            interior,
+            border: positions - interior,
+            sum_rows: (rows_y * nonempty_x) as f64,
+            sum_count: (rows_y * cols_x) as f64,
+        }
+    }
+}
+
+type Counts = Vec<(&'static str, f64)>;
+
+/// `conv2d_s8`: interior windows run `kh` row dot products per filter (on thumbv7em SMLAD over
+/// 4-byte words of the `kw·in_c` row segment, then a byte tail; filters in pairs), border
+/// windows run a per-tap loop (a dot product over `in_c`, or the filter's sum times the zero
+/// point for a tap in the padding).
+fn conv_dense_counts(g: &Windows) -> (&'static str, Counts, usize) {
+    let f = g.out_c as f64;
+    let seg = g.kw * g.in_c;
+    let k_len = (g.kh * seg) as f64;
+    let rows_in = g.interior * f * g.kh as f64;
+    let taps_b = g.border * f * (g.kh * g.kw) as f64;
+    let counts = vec![
+        ("call", 1.0),
+        ("pos", g.positions),
+        ("filt", g.positions * f),
+        ("row_in", rows_in),
+        ("quad_in", rows_in * (seg / 4) as f64),
+        ("tail_in", rows_in * (seg % 4) as f64),
+        ("tap_b", taps_b),
+        ("mac_b", taps_b * g.in_c as f64),
+    ];
+    ("conv_dense", counts, (g.positions * f * k_len) as usize)
+}
+
+/// `conv2d_sparse_s8`: every filter's delta-CSR entries once per output position, with the
+/// interior or the border inner loop; `cross` counts the segment crossings (the `while` that
+/// moves to the next kernel row), `⌊last column / segment⌋` per filter.
+fn conv_sparse_counts(
+    g: &Windows,
+    entries: usize,
+    weight_q: &[i8],
+) -> (&'static str, Counts, usize) {
+    let seg = (g.kw * g.in_c).max(1);
+    let k_len = g.kh * seg;
+    let crossings: usize = if k_len == 0 {
+        0
+    } else {
+        weight_q
+            .chunks(k_len)
+            .map(|row| row.iter().rposition(|&w| w != 0).map_or(0, |c| c / seg))
+            .sum()
+    };
+    let e = entries as f64;
+    let counts = vec![
+        ("call", 1.0),
+        ("pos", g.positions),
+        ("filt", g.positions * g.out_c as f64),
+        ("entry_in", g.interior * e),
+        ("entry_b", g.border * e),
+        ("cross", g.positions * crossings as f64),
+    ];
+    ("conv_sparse", counts, (g.positions * e) as usize)
+}
+
+/// `depthwise_conv2d_s8`: per output channel, `kh` strided rows of `kw` taps in an interior
+/// window, a clipped per-tap loop at the border.
+fn depthwise_counts(g: &Windows) -> (&'static str, Counts, usize) {
+    let f = g.out_c as f64;
+    let taps = (g.kh * g.kw) as f64;
+    let counts = vec![
+        ("call", 1.0),
+        ("pos", g.positions),
+        ("chan", g.positions * f),
+        ("row_in", g.interior * f * g.kh as f64),
+        ("mac_in", g.interior * f * taps),
+        ("tap_b", g.border * f * taps),
+    ];
+    ("dw_conv", counts, (g.positions * f * taps) as usize)
+}
+
+/// `max_pool_s8` / `avg_pool_s8`: per channel of each position, the clipped window's rows and
+/// taps.
+fn pool_counts(g: &Windows) -> Counts {
+    let c = g.out_c as f64;
+    vec![
+        ("call", 1.0),
+        ("pos", g.positions),
+        ("chan", g.positions * c),
+        ("wrow", g.sum_rows * c),
+        ("welem", g.sum_count * c),
+    ]
+}
+
 /// A kernel the generated `infer` calls from one place only is inlined into it by LTO and
 /// specialised for that layer's constant shapes (loops unrolled or not, different register
 /// allocation): measured, its cost per MAC differs from the shared out-of-line copy by up to
 /// ±20 %, and its call overhead disappears. Such layers use the `_inline` variant of the kernel,
 /// with its own fitted coefficients and no `call` term.
 fn inline_single_calls(work: &mut [LayerWork]) {
-    for kernel in ["fc_dense", "fc_sparse"] {
+    for (kernel, inline) in INLINED {
         let calls = work.iter().filter(|w| w.kernel == kernel).count();
         if calls != 1 {
             continue;
@@ -177,13 +502,22 @@ fn inline_single_calls(work: &mut [LayerWork]) {
             .iter_mut()
             .find(|w| w.kernel == kernel)
             .expect("counted above");
-        w.kernel = match kernel {
-            "fc_dense" => "fc_dense_inline",
-            _ => "fc_sparse_inline",
-        };
+        w.kernel = inline;
         w.counts.retain(|(f, _)| *f != "call");
     }
 }
+
+/// Kernels measured both as a shared out-of-line copy and inlined (one call site), with the
+/// name of the inlined variant.
+const INLINED: [(&str, &str); 7] = [
+    ("fc_dense", "fc_dense_inline"),
+    ("fc_sparse", "fc_sparse_inline"),
+    ("conv_dense", "conv_dense_inline"),
+    ("conv_sparse", "conv_sparse_inline"),
+    ("dw_conv", "dw_conv_inline"),
+    ("max_pool", "max_pool_inline"),
+    ("avg_pool", "avg_pool_inline"),
+];
 
 /// Predicted instructions of one layer on `target`.
 pub fn layer_insns(
