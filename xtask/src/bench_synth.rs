@@ -6,7 +6,7 @@
 
 use crate::bench::{git_commit, write_section};
 use anyhow::{Context, Result};
-use bonsai::pipeline::{synthesize, Summary, SynthArgs};
+use bonsai::pipeline::{synthesize, SynthArgs};
 use bonsai::report::{error_vs_nonzeros_svg, Curve};
 use clap::Parser;
 use std::path::Path;
@@ -93,11 +93,22 @@ pub fn bench(
     let data = format!("mnist:{}", mnist.display());
     let work = root.join("target/bench/synth");
     let commit = git_commit(root);
+    // The dense seed's size, the reference of every reduction factor.
+    let seed_model = bonsai::synth::seed_file::build(
+        &bonsai::synth::seed_file::read(&seed_file)?,
+        &seed_file.display().to_string(),
+        &bonsai::synth::seed_file::DataShape {
+            sample_shape: vec![28, 28, 1],
+            class_names: (0..10).map(|d| d.to_string()).collect(),
+            preprocess: bonsai::ir::Preprocess::identity(),
+        },
+        1,
+    )?;
+    let dense_stats = seed_model.stats();
     let mut curves = Vec::new();
     let mut rows = Vec::new();
     for method in methods {
         let mut runs = Vec::new();
-        let mut summaries: Vec<Summary> = Vec::new();
         for seed in 1..=seeds {
             let out = work.join(format!("{method}-{seed}"));
             let seed_s = seed.to_string();
@@ -143,11 +154,9 @@ pub fn bench(
                 wall_seconds: wall,
                 curve,
             });
-            summaries.push(s);
         }
         let n = runs.len() as f64;
         let mean = |f: &dyn Fn(&RunResult) -> f64| runs.iter().map(f).sum::<f64>() / n;
-        let first = &summaries[0];
         let result = MethodResult {
             dataset: "mnist (10k train sample, official test)".into(),
             seed_arch: "lenet-300-100".into(),
@@ -156,9 +165,9 @@ pub fn bench(
             test_error: mean(&|r| r.test_error),
             test_error_runs: runs.iter().map(|r| r.test_error).collect(),
             val_error: mean(&|r| r.val_error),
-            params_dense: first.params_total,
+            params_dense: dense_stats.params_total,
             params_nonzero: mean(&|r| r.params_nonzero as f64).round() as usize,
-            flops_dense: 2 * (first.params_total - 410),
+            flops_dense: 2 * dense_stats.macs_dense,
             flops_nonzero: 2 * mean(&|r| r.macs as f64).round() as usize,
             wall_seconds: mean(&|r| r.wall_seconds),
             runs,
