@@ -528,11 +528,14 @@ fn check_quant(model: &Model) -> Result<(), OnnxError> {
     Ok(())
 }
 
-/// Collects nodes and initializers, handing out unique value names.
+/// Collects nodes and initializers, handing out unique value names and unique node names.
 struct GraphBuilder {
     nodes: Vec<NodeProto>,
     initializers: Vec<TensorProto>,
     used: HashSet<String>,
+    /// Node names are a namespace of their own in ONNX; IR node names need not be unique, but
+    /// tract refuses a graph with two nodes of the same name.
+    node_names: HashSet<String>,
 }
 
 impl GraphBuilder {
@@ -541,6 +544,7 @@ impl GraphBuilder {
             nodes: Vec::new(),
             initializers: Vec::new(),
             used: HashSet::new(),
+            node_names: HashSet::new(),
         }
     }
 
@@ -569,10 +573,16 @@ impl GraphBuilder {
         output: &str,
         attribute: Vec<AttributeProto>,
     ) {
+        let mut unique = name.to_string();
+        let mut k = 0;
+        while !self.node_names.insert(unique.clone()) {
+            k += 1;
+            unique = format!("{name}_{k}");
+        }
         self.nodes.push(NodeProto {
             input: inputs.to_vec(),
             output: vec![output.to_string()],
-            name: name.to_string(),
+            name: unique,
             op_type: op_type.to_string(),
             attribute,
             ..Default::default()

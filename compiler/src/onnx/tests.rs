@@ -790,3 +790,31 @@ fn conv_graph_structure() {
         tract_onnx::pb::tensor_proto::DataType::Int32 as i32
     );
 }
+
+#[test]
+fn duplicate_ir_node_names_get_unique_onnx_node_names() {
+    // A seed with a max and an average pool once named both "pool1"; tract refuses duplicate
+    // node names, so the exporter must make them unique whatever the IR holds.
+    let mut m = tiny_cnn();
+    let first = m.nodes[0].name.clone();
+    for n in &mut m.nodes {
+        n.name = first.clone();
+    }
+    m.validate().unwrap();
+    let bytes = export_float(&m).unwrap();
+    check_with_tract(&bytes).unwrap();
+    let proto = ModelProto::decode(&bytes[..]).unwrap();
+    let names: Vec<&str> = proto
+        .graph
+        .as_ref()
+        .unwrap()
+        .node
+        .iter()
+        .map(|n| n.name.as_str())
+        .collect();
+    let distinct: std::collections::HashSet<&&str> = names.iter().collect();
+    assert_eq!(distinct.len(), names.len(), "{names:?}");
+    let mut rng = ChaCha8Rng::seed_from_u64(15);
+    let inputs = random_inputs(&mut rng, 4, m.input_len(), 2.0);
+    check_float(&m, &inputs);
+}

@@ -264,15 +264,18 @@ pub fn build(spec: &SeedSpec, file: &str, data: &DataShape, seed: u64) -> Result
     let mut counts = std::collections::HashMap::<&str, usize>::new();
     for (li, layer) in spec.layers.iter().enumerate() {
         let at = |p: String| err(file, format!("layer {} ({}): {p}", li + 1, layer.kind()));
-        let c = counts.entry(layer.kind()).or_default();
-        *c += 1;
-        let name = match layer {
-            LayerSpec::Dense { .. } => format!("fc{c}"),
-            LayerSpec::Conv { .. } => format!("conv{c}"),
-            LayerSpec::MaxPool { .. } | LayerSpec::AvgPool { .. } => format!("pool{c}"),
-            LayerSpec::Flatten => format!("flatten{c}"),
-            LayerSpec::Relu => format!("relu{c}"),
+        // Max and average pools share the "pool" prefix, so they share a counter: names stay
+        // unique.
+        let prefix = match layer {
+            LayerSpec::Dense { .. } => "fc",
+            LayerSpec::Conv { .. } => "conv",
+            LayerSpec::MaxPool { .. } | LayerSpec::AvgPool { .. } => "pool",
+            LayerSpec::Flatten => "flatten",
+            LayerSpec::Relu => "relu",
         };
+        let c = counts.entry(prefix).or_default();
+        *c += 1;
+        let name = format!("{prefix}{c}");
         let image = |shape: &[usize]| -> Result<[usize; 3], SeedError> {
             match *shape {
                 [h, w, c] => Ok([h, w, c]),
