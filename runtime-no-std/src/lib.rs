@@ -50,6 +50,8 @@ extern crate std;
 pub mod arena;
 pub mod features;
 pub mod kernels;
+#[cfg(feature = "layer-probes")]
+pub mod probe;
 pub mod requant;
 #[cfg(any(test, feature = "testgen"))]
 pub mod testgen;

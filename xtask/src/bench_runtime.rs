@@ -7,6 +7,10 @@
 //! max-live bound and the naive sum, the sparse tables' bytes per nonzero against the entropy
 //! floor and TFLM's prune encoding, and single-sample host latency of the generated crate against
 //! tract on the exported float ONNX graph.
+//!
+//! For the 2 % model also instructions per layer, from a separate `layer-probes` build of the same
+//! lowering (probes between layers change the code, so whole-inference figures never come from
+//! it): the mean per layer over the same images, beside the compiler's estimate.
 
 use crate::bench::{git_commit, write_section};
 use crate::firmware::{self, Board};
@@ -20,6 +24,24 @@ use bonsai::synth::schedule::{Method, Schedule};
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
+
+/// Density whose model also gets the per-layer table.
+const PER_LAYER_DENSITY: f64 = 0.02;
+
+/// One layer of a `layer-probes` build: mean instructions over the test images.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct LayerInsns {
+    /// The model node.
+    pub layer: String,
+    /// `dense` or `sparse` for a weighted layer, empty otherwise (e.g. a separate ReLU).
+    pub storage: String,
+    /// Nonzero weights of a weighted layer.
+    pub nonzeros: Option<usize>,
+    /// Measured, mean over the images: the layer's code and the glue around it.
+    pub insns: f64,
+    /// The compiler's thumbv7em estimate for the chosen storage (weighted layers).
+    pub insns_estimate: Option<u64>,
+}
 
 /// Test images per model (embedded in the firmware and timed on the host).
 const N_INPUTS: usize = 100;
@@ -56,6 +78,12 @@ pub struct RuntimeEntry {
     pub int8_test_accuracy: f64,
     pub n_inputs: usize,
     pub bit_exact: bool,
+    /// Per-layer instructions from a `layer-probes` build (the 2 % model only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub layers: Option<Vec<LayerInsns>>,
+    /// Sum of `layers` over the whole-inference `insns_sparse` of the default build.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub layers_sum_ratio: Option<f64>,
     pub git_commit: String,
     pub command: String,
 }
@@ -118,6 +146,16 @@ pub fn bench(root: &Path, mnist: &Path, command: &str) -> Result<()> {
         let dense_exact = flow::compare(&name, &expected, &dense_run.outputs).is_ok();
         let insns_sparse = flow::mean_insns(&auto_run).context("QEMU did not count")?;
         let insns_dense = flow::mean_insns(&dense_run).context("QEMU did not count")?;
+        let (layers, layers_exact) = if density == Some(PER_LAYER_DENSITY) {
+            let (layers, exact) = per_layer(root, board, &model, &files.vectors, &auto, &expected)
+                .with_context(|| format!("{name}: per-layer instructions"))?;
+            (Some(layers), exact)
+        } else {
+            (None, true)
+        };
+        let layers_sum_ratio = layers
+            .as_ref()
+            .map(|l| l.iter().map(|l| l.insns).sum::<f64>() / insns_sparse);
 
         let nonzero: usize = auto.layers.iter().map(|l| l.nonzeros).sum();
         let elements: usize = auto.layers.iter().map(|l| l.in_len * l.out_len).sum();
@@ -169,7 +207,9 @@ pub fn bench(root: &Path, mnist: &Path, command: &str) -> Result<()> {
             host_ns_tract: host_tract,
             int8_test_accuracy: summary.int8_test_accuracy,
             n_inputs: vectors.len(),
-            bit_exact: auto_exact && dense_exact,
+            bit_exact: auto_exact && dense_exact && layers_exact,
+            layers,
+            layers_sum_ratio,
             git_commit: commit.clone(),
             command: command.into(),
         });
@@ -177,6 +217,51 @@ pub fn bench(root: &Path, mnist: &Path, command: &str) -> Result<()> {
     let json = serde_json::to_string_pretty(&entries)? + "\n";
     bonsai::util::write_atomic(&root.join("bench/results/runtime.json"), json.as_bytes())?;
     write_section(root, "runtime", &table(&entries, command, &commit))
+}
+
+/// Per-layer mean instructions of `model` (lowered with the default options, as `auto` was) from
+/// the board's `layer-probes` build, and whether its outputs matched `expected`.
+fn per_layer(
+    root: &Path,
+    board: &Board,
+    model: &Model,
+    vectors: &Path,
+    auto: &LoweredCrate,
+    expected: &[Vec<i8>],
+) -> Result<(Vec<LayerInsns>, bool)> {
+    let elf = flow::build_probe_firmware(root, board, model, &std::path::absolute(vectors)?)?;
+    let run = flow::run_firmware(board, &elf, Duration::from_secs(600))?;
+    let exact = flow::compare("layer-probes build", expected, &run.outputs).is_ok();
+    let means = flow::mean_layer_insns(&run);
+    if means.is_empty() || means.len() != run.layer_names.len() {
+        bail!(
+            "the layer-probes build reported {} layer counts for {} layer names",
+            means.len(),
+            run.layer_names.len()
+        );
+    }
+    let layers = run
+        .layer_names
+        .iter()
+        .zip(means)
+        .map(|(name, insns)| {
+            let info = auto.layers.iter().find(|l| &l.name == name);
+            LayerInsns {
+                layer: name.clone(),
+                storage: info.map_or(String::new(), |l| match l.storage {
+                    Storage::Dense => "dense".into(),
+                    Storage::Sparse => "sparse".into(),
+                }),
+                nonzeros: info.map(|l| l.nonzeros),
+                insns,
+                insns_estimate: info.map(|l| match l.storage {
+                    Storage::Dense => l.dense_insns.thumbv7em,
+                    Storage::Sparse => l.sparse_insns.thumbv7em,
+                }),
+            }
+        })
+        .collect();
+    Ok((layers, exact))
 }
 
 /// Lowers `model` with `storage` into the board, builds and runs it under QEMU.
@@ -362,5 +447,45 @@ fn table(entries: &[RuntimeEntry], command: &str, commit: &str) -> String {
             if e.bit_exact { "yes" } else { "NO" },
         );
     }
+    for e in entries {
+        if let (Some(layers), Some(ratio)) = (&e.layers, e.layers_sum_ratio) {
+            t += &layer_table(&e.model, layers, ratio);
+        }
+    }
+    t
+}
+
+fn layer_table(model: &str, layers: &[LayerInsns], ratio: f64) -> String {
+    let mut t = format!(
+        "\n### Per layer: {model}\n\n\
+         A separate build with the board's `layer-probes` feature: the generated `infer` calls a \
+         probe before its first layer and after each layer that executes code, and the probe \
+         reads the same SysTick instruction counter (`-icount`). Per layer: mean over the same \
+         images of the instructions between two probes (the layer's kernel and the glue around \
+         it), the probe's own cost subtracted; outputs bit-exact as above. Probes are opaque \
+         calls, so that build's code differs: the layers sum to {:.2}% of the whole-inference \
+         count in the table above, which stays the reference. *Estimate* = the compiler's \
+         thumbv7em model for the storage it chose.\n\n\
+         | layer | storage | nonzeros | insns | share | estimate |\n\
+         |---|---|---:|---:|---:|---:|\n",
+        100.0 * ratio
+    );
+    let total: f64 = layers.iter().map(|l| l.insns).sum();
+    for l in layers {
+        t += &format!(
+            "| `{}` | {} | {} | {:.0} | {:.1}% | {} |\n",
+            l.layer,
+            if l.storage.is_empty() {
+                "–"
+            } else {
+                &l.storage
+            },
+            l.nonzeros.map_or("–".into(), |n| n.to_string()),
+            l.insns,
+            100.0 * l.insns / total.max(1.0),
+            l.insns_estimate.map_or("–".into(), |n| n.to_string()),
+        );
+    }
+    t += &format!("| **sum** | | | {total:.0} | | |\n");
     t
 }

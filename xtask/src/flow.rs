@@ -6,7 +6,7 @@ use crate::qemu::{self, QemuRun, RunOptions};
 use anyhow::{bail, Context, Result};
 use bonsai::ir::Model;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 /// The workspace root (xtask lives one level below it).
@@ -73,6 +73,75 @@ pub fn build_firmware(
     Ok(elf)
 }
 
+/// Lowers `model` into the board crate and builds its per-layer probe image: the board's
+/// `layer-probes` feature (which turns on the model crate's), in its own target directory
+/// (`<board>/target/layer-probes`) so that it neither replaces nor invalidates the default image.
+/// Run it with [`run_firmware`]; [`QemuRun::layer_insns`] then holds per-layer counts. Only boards
+/// whose crate defines the probe hook have the feature (qemu-mps2-an386).
+pub fn build_probe_firmware(
+    root: &Path,
+    board: &Board,
+    model: &Model,
+    vectors: &Path,
+) -> Result<ElfInfo> {
+    let dir = board.dir(root);
+    let manifest = dir.join("Cargo.toml");
+    let text = std::fs::read_to_string(&manifest)
+        .with_context(|| format!("board {}: cannot read {}", board.name, manifest.display()))?;
+    if !text
+        .lines()
+        .any(|l| l.trim_start().starts_with("layer-probes ="))
+    {
+        bail!(
+            "board {}: {} has no `layer-probes` feature (per-layer counts need the probe hook)",
+            board.name,
+            manifest.display()
+        );
+    }
+    lower_into(model, &board.model_dir(root))?;
+    let vectors = std::fs::canonicalize(vectors).with_context(|| {
+        format!(
+            "board {}: test-vector file {}",
+            board.name,
+            vectors.display()
+        )
+    })?;
+    // cargo reads the board's .cargo/config.toml (target, runner) only from the current directory.
+    let out = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+        .current_dir(&dir)
+        .args([
+            "build",
+            "--release",
+            "--features",
+            "layer-probes",
+            "--message-format=json-render-diagnostics",
+            "--target-dir",
+        ])
+        .arg(dir.join("target").join("layer-probes"))
+        .env("BONSAI_VECTORS", &vectors)
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit())
+        .output()
+        .with_context(|| format!("board {}: cannot run cargo", board.name))?;
+    if !out.status.success() {
+        bail!(
+            "board {}: cargo build --release --features layer-probes in {} failed ({}); cargo's \
+             messages are above",
+            board.name,
+            dir.display(),
+            out.status
+        );
+    }
+    let elf = firmware::executable_from_json(&String::from_utf8_lossy(&out.stdout), board.name)
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "board {}: the layer-probes build named no executable",
+                board.name
+            )
+        })?;
+    firmware::elf_info(&elf).with_context(|| format!("board {} (layer-probes)", board.name))
+}
+
 /// Runs a built image under QEMU (with `-icount`, so `insns` holds exact executed-instruction
 /// counts per inference) and checks its RAM use against the board.
 pub fn run_firmware(board: &Board, elf: &ElfInfo, timeout: Duration) -> Result<QemuRun> {
@@ -114,4 +183,22 @@ pub fn compare(what: &str, expected: &[Vec<i8>], found: &[Vec<i8>]) -> Result<()
 /// Mean executed instructions per inference, if the run counted them.
 pub fn mean_insns(run: &QemuRun) -> Option<f64> {
     (!run.insns.is_empty()).then(|| run.insns.iter().sum::<u64>() as f64 / run.insns.len() as f64)
+}
+
+/// Mean instructions of each probed layer over the vectors of a `layer-probes` run (empty if the
+/// run has no per-layer counts).
+pub fn mean_layer_insns(run: &QemuRun) -> Vec<f64> {
+    let Some(first) = run.layer_insns.first() else {
+        return Vec::new();
+    };
+    let n = run.layer_insns.len() as f64;
+    (0..first.len())
+        .map(|k| {
+            run.layer_insns
+                .iter()
+                .map(|v| v.get(k).copied().unwrap_or(0))
+                .sum::<u64>() as f64
+                / n
+        })
+        .collect()
 }

@@ -11,6 +11,10 @@
 //! (`round(ticks × 10^9 / (hz × 2^N))`, exact when a tick is shorter than half an instruction,
 //! [`count_is_exact`]), and [`insns_per_vector`] subtracts the measurement's own cost (the
 //! `TICKS_BASE` calibration) and the SysTick wrap interrupts. Details: `firmware-examples/README.md`.
+//!
+//! A firmware built with the `layer-probes` feature also prints `LAYER_NAME <k> <name>` first,
+//! `LAYER_BASE <ticks>` after `TICKS_BASE` and `LAYER <index> <k> <ticks> <wraps>` (k = 1..=n)
+//! after each `TICKS` line; [`insns_per_layer`] turns them into [`QemuRun::layer_insns`].
 
 use std::ffi::OsString;
 use std::io::Read;
@@ -82,6 +86,12 @@ pub struct QemuRun {
     /// SysTick), else empty: the instructions executed by the model's `infer` call, from its first
     /// instruction to its return inclusive (the call instruction and the harness excluded). Exact.
     pub insns: Vec<u64>,
+    /// Layer names of a `layer-probes` build (the model nodes of its probed layers), else empty.
+    pub layer_names: Vec<String>,
+    /// A `layer-probes` build run with counting: per vector, the instructions of each probed layer
+    /// (its code and the glue `infer` runs between its two probes). Empty otherwise. Exact for the
+    /// probe build, whose code differs from the default build's (see `fw-common`'s `probes`).
+    pub layer_insns: Vec<Vec<u64>>,
     pub exit_code: i32,
     /// Everything the firmware printed.
     pub stdout: String,
@@ -100,6 +110,12 @@ pub struct FirmwareOutput {
     pub wrap_insns: Option<u64>,
     /// `TICKS` lines, in vector order: (SysTick ticks across `infer`, wrap interrupts taken).
     pub ticks: Vec<(u64, u64)>,
+    /// `LAYER_NAME` lines, in order of k (k = 1, 2, ...).
+    pub layer_names: Vec<String>,
+    /// `LAYER_BASE`: ticks between two back-to-back probes.
+    pub layer_base: Option<u64>,
+    /// `LAYER` lines, per vector in order: (ticks, wraps) of each layer k = 1..=n.
+    pub layer_ticks: Vec<Vec<(u64, u64)>>,
 }
 
 /// Whether [`ticks_to_insns`] is exact for a SysTick at `systick_hz` under `-icount shift=N`.
@@ -166,6 +182,69 @@ pub fn insns_per_vector(parsed: &FirmwareOutput, systick_hz: u64, shift: u32) ->
                          {overhead} and {wraps} wrap interrupts"
                     )
                 })
+        })
+        .collect()
+}
+
+/// Per-vector, per-layer instruction counts of a `layer-probes` build from the `LAYER*` lines:
+/// `I(ticks) − wraps × h − I(LAYER_BASE)`, with `I` and `h` as in [`insns_per_vector`]. Empty if
+/// the firmware printed no `LAYER_BASE` (a build without probes); errors if the lines are
+/// incomplete.
+pub fn insns_per_layer(
+    parsed: &FirmwareOutput,
+    systick_hz: u64,
+    shift: u32,
+) -> Result<Vec<Vec<u64>>> {
+    let Some(base) = parsed.layer_base else {
+        if !parsed.layer_ticks.is_empty() {
+            bail!("LAYER lines without a LAYER_BASE line");
+        }
+        return Ok(Vec::new());
+    };
+    let wrap_insns = parsed
+        .wrap_insns
+        .ok_or_else(|| anyhow!("LAYER_BASE without a TICKS_BASE line"))?;
+    if parsed.layer_ticks.len() != parsed.outputs.len() {
+        bail!(
+            "LAYER lines for {} vectors, {} OUT lines",
+            parsed.layer_ticks.len(),
+            parsed.outputs.len()
+        );
+    }
+    let layers = parsed.layer_ticks.first().map_or(0, Vec::len);
+    if !parsed.layer_names.is_empty() && parsed.layer_names.len() != layers {
+        bail!(
+            "{} LAYER_NAME lines for {layers} layers",
+            parsed.layer_names.len()
+        );
+    }
+    let overhead = ticks_to_insns(base, systick_hz, shift);
+    parsed
+        .layer_ticks
+        .iter()
+        .enumerate()
+        .map(|(i, per_layer)| {
+            if per_layer.len() != layers {
+                bail!(
+                    "vector {i}: {} LAYER lines, vector 0 has {layers}",
+                    per_layer.len()
+                );
+            }
+            per_layer
+                .iter()
+                .enumerate()
+                .map(|(k, &(ticks, wraps))| {
+                    ticks_to_insns(ticks, systick_hz, shift)
+                        .checked_sub(wraps * wrap_insns + overhead)
+                        .ok_or_else(|| {
+                            anyhow!(
+                                "LAYER {i} {} {ticks} {wraps}: fewer instructions than the \
+                                 probe's own {overhead} and {wraps} wrap interrupts",
+                                k + 1
+                            )
+                        })
+                })
+                .collect()
         })
         .collect()
 }
@@ -300,11 +379,23 @@ pub fn run_with(board: &Board, elf: &Path, opts: &RunOptions) -> Result<QemuRun>
         })?,
         _ => Vec::new(),
     };
+    let layer_insns = match (opts.icount_shift, board.systick_hz) {
+        (Some(shift), Some(hz)) => insns_per_layer(&parsed, hz, shift).with_context(|| {
+            format!(
+                "board {}: per-layer instruction counts of {}",
+                board.name,
+                elf.display()
+            )
+        })?,
+        _ => Vec::new(),
+    };
     Ok(QemuRun {
         outputs: parsed.outputs,
         stack_peak,
         infer_stack: parsed.infer_stack.unwrap_or(stack_peak),
         insns,
+        layer_names: parsed.layer_names,
+        layer_insns,
         exit_code,
         stdout,
     })
@@ -393,12 +484,56 @@ pub fn parse_output(stdout: &str) -> Result<FirmwareOutput> {
                 parsed.ticks_base = Some(ticks.parse().map_err(|_| bad())?);
                 parsed.wrap_insns = Some(wrap_insns.parse().map_err(|_| bad())?);
             }
+            ["LAYER_NAME", k, ..] => {
+                let k: usize = k.parse().map_err(|_| bad())?;
+                if k != parsed.layer_names.len() + 1 {
+                    bail!(
+                        "line {}: LAYER_NAME {k} where LAYER_NAME {} was expected",
+                        lineno + 1,
+                        parsed.layer_names.len() + 1
+                    );
+                }
+                // The name is the rest of the line (it may contain spaces).
+                let rest = line.trim_start()["LAYER_NAME".len()..].trim_start();
+                let name = rest[rest.find(char::is_whitespace).unwrap_or(rest.len())..].trim();
+                parsed.layer_names.push(name.to_string());
+            }
+            ["LAYER_BASE", ticks] => parsed.layer_base = Some(ticks.parse().map_err(|_| bad())?),
+            ["LAYER", index, k, ticks, wraps] => {
+                let index: usize = index.parse().map_err(|_| bad())?;
+                let k: usize = k.parse().map_err(|_| bad())?;
+                if index + 1 != parsed.ticks.len() {
+                    bail!(
+                        "line {}: LAYER {index} must follow TICKS {index}",
+                        lineno + 1
+                    );
+                }
+                if parsed.layer_ticks.len() == index {
+                    parsed.layer_ticks.push(Vec::new());
+                }
+                if parsed.layer_ticks.len() != index + 1 {
+                    bail!("line {}: LAYER {index} out of order", lineno + 1);
+                }
+                let Some(row) = parsed.layer_ticks.last_mut() else {
+                    bail!("line {}: LAYER {index} out of order", lineno + 1);
+                };
+                if k != row.len() + 1 {
+                    bail!(
+                        "line {}: LAYER {index} {k} where LAYER {index} {} was expected",
+                        lineno + 1,
+                        row.len() + 1
+                    );
+                }
+                row.push((
+                    ticks.parse().map_err(|_| bad())?,
+                    wraps.parse().map_err(|_| bad())?,
+                ));
+            }
             ["STACK_PEAK", n] => parsed.stack_peak = Some(n.parse().map_err(|_| bad())?),
             ["STACK_INFER", n] => parsed.infer_stack = Some(n.parse().map_err(|_| bad())?),
             ["DONE", n] => parsed.done = Some(n.parse().map_err(|_| bad())?),
-            ["OUT" | "TICKS" | "TICKS_BASE" | "STACK_PEAK" | "STACK_INFER" | "DONE", ..] => {
-                return Err(bad())
-            }
+            ["OUT" | "TICKS" | "TICKS_BASE" | "LAYER" | "LAYER_BASE" | "STACK_PEAK"
+            | "STACK_INFER" | "DONE", ..] => return Err(bad()),
             _ => {}
         }
     }
@@ -530,6 +665,54 @@ mod tests {
         assert!(
             insns_per_vector(&short, 25_000_000, 7).is_err(),
             "below the overhead"
+        );
+    }
+
+    #[test]
+    fn counts_instructions_per_layer() {
+        let text = "LAYER_NAME 1 fc1\nLAYER_NAME 2 fc 2 relu\nTICKS_BASE 22 5\nLAYER_BASE 45\n\
+            OUT 0 00\nTICKS 0 3229 0\nLAYER 0 1 2000 0\nLAYER 0 2 1100 0\n\
+            OUT 1 00\nTICKS 1 3229 0\nLAYER 1 1 2000 0\nLAYER 1 2 1100 0\nDONE 2\n";
+        let p = parse_output(text).unwrap();
+        assert_eq!(p.layer_names, vec!["fc1", "fc 2 relu"]);
+        assert_eq!(p.layer_base, Some(45));
+        // I(45) = 14 (14.06); I(2000) = 625, I(1100) = 344 (343.75).
+        assert_eq!(
+            insns_per_layer(&p, 25_000_000, 7).unwrap(),
+            vec![vec![611, 330], vec![611, 330]]
+        );
+        // A build without probes has no per-layer counts.
+        let plain = parse_output(MPS2_SHIFT7).unwrap();
+        assert!(insns_per_layer(&plain, 25_000_000, 7).unwrap().is_empty());
+
+        assert!(
+            parse_output("OUT 0 00\nLAYER 0 1 5 0\n").is_err(),
+            "before TICKS"
+        );
+        assert!(
+            parse_output("OUT 0 00\nTICKS 0 9 0\nLAYER 0 2 5 0\n").is_err(),
+            "k skips 1"
+        );
+        assert!(
+            parse_output("LAYER_NAME 2 x\n").is_err(),
+            "names start at 1"
+        );
+        let short = parse_output(
+            "LAYER_NAME 1 a\nLAYER_NAME 2 b\nTICKS_BASE 22 5\nLAYER_BASE 45\nOUT 0 00\nTICKS 0 3229 0\n\
+             LAYER 0 1 2000 0\n",
+        )
+        .unwrap();
+        assert!(
+            insns_per_layer(&short, 25_000_000, 7).is_err(),
+            "layer 2 missing"
+        );
+        let cheap = parse_output(
+            "TICKS_BASE 22 5\nLAYER_BASE 45\nOUT 0 00\nTICKS 0 3229 0\nLAYER 0 1 10 0\n",
+        )
+        .unwrap();
+        assert!(
+            insns_per_layer(&cheap, 25_000_000, 7).is_err(),
+            "below the probe cost"
         );
     }
 

@@ -48,6 +48,16 @@ pub(super) fn cargo_toml(
     writeln!(s, "[dependencies]").unwrap();
     writeln!(s, "{}", dependency_line(runtime)).unwrap();
     writeln!(s).unwrap();
+    writeln!(s, "[features]").unwrap();
+    writeln!(
+        s,
+        "# `infer` calls `bonsai_rt::probe::layer(k)` before the first layer (k = 0) and after the k-th;\n\
+         # the firmware defines the hook `bonsai_layer_probe` (see bonsai-rt's `probe` module). For\n\
+         # per-layer measurements only: the probes change how the model's code is inlined."
+    )
+    .unwrap();
+    writeln!(s, "layer-probes = [\"bonsai-rt/layer-probes\"]").unwrap();
+    writeln!(s).unwrap();
     writeln!(
         s,
         "# Its own workspace root, so that it builds standalone; firmware crates exclude it from theirs."
@@ -243,6 +253,21 @@ pub(super) fn lib_rs(model: &Model, plan: &Plan, crate_name: &str) -> String {
         ),
     );
     d(&mut s, "");
+    d(&mut s, "## Layer probes");
+    d(&mut s, "");
+    d(
+        &mut s,
+        &format!(
+            "With the cargo feature `layer-probes`, [`infer`] calls `bonsai_rt::probe::layer(k, ..)` \
+             before its first layer (k = 0) and after the k-th layer that executes code (k = 1 to \
+             {probes}; Flatten executes none), and the crate exports `LAYER_PROBES` and \
+             `LAYER_NAMES`. The image must define the hook `bonsai_layer_probe` (see bonsai-rt). \
+             Outputs are the same; the code is not, since each probe is an opaque call between \
+             layers: time whole inferences in a build without the feature.",
+            probes = plan.steps.iter().filter(|st| !matches!(st.kind, StepKind::Alias)).count()
+        ),
+    );
+    d(&mut s, "");
     d(&mut s, "## Example");
     d(&mut s, "");
     d(&mut s, "```");
@@ -389,6 +414,29 @@ pub(super) fn lib_rs(model: &Model, plan: &Plan, crate_name: &str) -> String {
     }
     s.push_str("];\n\n");
 
+    // ---- layer probes ----
+    let probed: Vec<&Step> = code_steps().collect();
+    writeln!(
+        s,
+        "/// Number of layers that [`infer`] reports to `bonsai_rt::probe::layer` (feature\n\
+         /// `layer-probes`): after the k-th it passes k, for k = 1 to `LAYER_PROBES`.\n\
+         #[cfg(feature = \"layer-probes\")]\n\
+         pub const LAYER_PROBES: usize = {};\n\n\
+         /// The node of each probed layer: `LAYER_NAMES[k - 1]` is the layer whose end probe `k`\n\
+         /// marks.\n\
+         #[cfg(feature = \"layer-probes\")]\n\
+         pub static LAYER_NAMES: [&str; LAYER_PROBES] = [",
+        probed.len()
+    )
+    .unwrap();
+    if !probed.is_empty() {
+        s.push('\n');
+        for st in &probed {
+            writeln!(s, "    {:?},", st.name).unwrap();
+        }
+    }
+    s.push_str("];\n\n");
+
     // ---- infer ----
     s.push_str(
         "/// Runs the model: `input` (quantized as described in the crate docs) to `output` (int8\n\
@@ -400,8 +448,17 @@ pub(super) fn lib_rs(model: &Model, plan: &Plan, crate_name: &str) -> String {
     if !reads_arena && !writes_arena {
         s.push_str("    let _ = arena;\n");
     }
+    // The buffers keep each layer's loads and stores between its two probes (see bonsai-rt).
+    const PROBE: &str = "    #[cfg(feature = \"layer-probes\")]\n    bonsai_rt::probe::layer";
+    const PROBE_ARGS: &str = "input, output, arena";
+    writeln!(s, "{PROBE}(0, {PROBE_ARGS});").unwrap();
+    let mut probe = 0;
     for step in &plan.steps {
         emit_step(&mut s, step);
+        if !matches!(step.kind, StepKind::Alias) {
+            probe += 1;
+            writeln!(s, "{PROBE}({probe}, {PROBE_ARGS});").unwrap();
+        }
     }
     s.push_str("}\n\n");
 

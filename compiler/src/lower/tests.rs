@@ -211,6 +211,8 @@ fn tiny_crate_layout_and_contents() {
             "pub const OUTPUT_SCALE: f32",
             "pub const OUTPUT_ZERO_POINT: i32",
             "pub static CLASS_NAMES: [&str; OUTPUT_LEN]",
+            "pub const LAYER_PROBES: usize", // feature `layer-probes` only
+            "pub static LAYER_NAMES: [&str; LAYER_PROBES]", // feature `layer-probes` only
             "pub fn infer",
             "pub fn predict",
         ]
@@ -746,6 +748,19 @@ fn end_to_end(case: &str, m: &Model, check: Check) -> String {
     write_crate(&lowered, &model_dir).unwrap();
 
     cargo(&model_dir, &["clippy", "--quiet", "--", "-D", "warnings"]);
+    // The per-layer probe build (firmware-only: it does not link without the hook) must be as clean.
+    cargo(
+        &model_dir,
+        &[
+            "clippy",
+            "--quiet",
+            "--features",
+            "layer-probes",
+            "--",
+            "-D",
+            "warnings",
+        ],
+    );
     if check.host_build {
         cargo(&model_dir, &["build", "--quiet"]);
         cargo(&model_dir, &["test", "--quiet", "--doc"]);

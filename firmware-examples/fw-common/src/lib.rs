@@ -12,6 +12,14 @@
 //!                            (the i8 as two's complement), no separators
 //! TICKS <index> <ticks> <w>  after each OUT: SysTick ticks elapsed across the `infer` call, and w =
 //!                            SysTick wrap interrupts taken meanwhile
+//! LAYER_BASE <ticks>         feature `layer-probes` only, once after TICKS_BASE: SysTick ticks
+//!                            between two back-to-back probes (the probe's own cost, see
+//!                            [`probes`])
+//! LAYER <index> <k> <ticks> <w>
+//!                            feature `layer-probes` only, after each TICKS line, k = 1..=n:
+//!                            ticks (and wraps) from probe k - 1 to probe k, i.e. layer k
+//! LAYER_NAME <k> <name>      feature `layer-probes` only, first, k = 1..=n: the model node
+//!                            that layer k is (the rest of the line)
 //! STACK_INFER <bytes>        deepest stack use below the `infer` call site (see below)
 //! STACK_PEAK <bytes>         deepest stack use of the whole program, from the top of RAM
 //! DONE <n>                   n = number of vectors run
@@ -57,6 +65,9 @@ pub const EXIT_NO_CONSOLE: u32 = 5;
 /// Exit status when the stack reached the end of static RAM (it has overwritten `.bss`, so the
 /// outputs cannot be trusted).
 pub const EXIT_STACK_OVERFLOW: u32 = 6;
+/// Exit status when `infer` made layer probes other than 0, 1, ..., n in order, or more than
+/// [`probes::MAX_LAYERS`] (feature `layer-probes`).
+pub const EXIT_BAD_PROBES: u32 = 7;
 /// Exit status of the panic handler.
 pub const EXIT_PANIC: u32 = 101;
 /// Exit status of the HardFault handler.
@@ -429,6 +440,157 @@ pub fn null_infer<const I: usize, const O: usize, const A: usize>(
     unsafe { core::mem::transmute(f) }
 }
 
+#[cfg(feature = "layer-probes")]
+pub mod probes {
+    //! Per-layer instruction counts (feature `layer-probes`).
+    //!
+    //! The model crate, built with its own `layer-probes` feature, calls `bonsai_layer_probe(k)`
+    //! (through `bonsai_rt::probe::layer`) before its first layer (k = 0) and after its k-th.
+    //! The board defines that hook to call [`record`], which takes the same masked SysTick
+    //! snapshot as [`measure`](super::measure) and stores it in slot k. After each inference
+    //! [`report`] prints one `LAYER <index> <k> <ticks> <wraps>` line per layer: the ticks
+    //! from snapshot k − 1 to snapshot k. They cover layer k's code, the glue `infer` runs
+    //! between the two probes, and a fixed probe cost: the tail of probe k − 1 after its
+    //! snapshot, the call of probe k and its head up to the snapshot. Before the first inference
+    //! [`print_base`] prints `LAYER_BASE <ticks>`: the ticks between two calls of the hook made back
+    //! to back (exactly that fixed cost), so the host's per-layer count is
+    //! `I(ticks) − wraps × h − I(LAYER_BASE)`: the instructions from the end of probe k − 1's call
+    //! to the start of probe k's, i.e. layer k plus the glue around it (borrows, a register
+    //! move or two that the optimiser places between the probes).
+
+    use super::{systick_snapshot, Console, Readings};
+    use core::sync::atomic::{AtomicU32, Ordering};
+
+    /// Most probes one inference may make (k = 0..MAX_LAYERS); more end the run with
+    /// [`EXIT_BAD_PROBES`](super::EXIT_BAD_PROBES).
+    pub const MAX_LAYERS: usize = 128;
+
+    // Array repeat operands must be `Copy` or a constant item.
+    #[allow(clippy::declare_interior_mutable_const)]
+    const ZERO: AtomicU32 = AtomicU32::new(0);
+    #[allow(clippy::declare_interior_mutable_const)]
+    const UNSET: [AtomicU32; 3] = [ZERO; 3];
+    /// Snapshots of probe k: (CVR, ICSR, wraps), written by [`record`] only.
+    static SNAPSHOTS: [[AtomicU32; 3]; MAX_LAYERS + 1] = [UNSET; MAX_LAYERS + 1];
+    /// Probes recorded since [`reset`], and whether they came in order 0, 1, 2, ...
+    static RECORDED: AtomicU32 = AtomicU32::new(0);
+    static IN_ORDER: AtomicU32 = AtomicU32::new(1);
+
+    /// The body of the board's `bonsai_layer_probe`: snapshot first, bookkeeping after, so that
+    /// the bookkeeping of probe k − 1 and the call of probe k are the fixed cost in between.
+    #[inline(always)]
+    pub fn record(layer: u16) {
+        let snap = systick_snapshot();
+        let k = layer as usize;
+        if let Some(slot) = SNAPSHOTS.get(k) {
+            for (cell, v) in slot.iter().zip(snap) {
+                cell.store(v, Ordering::Relaxed);
+            }
+        }
+        let seen = RECORDED.load(Ordering::Relaxed);
+        if seen as usize != k || k > MAX_LAYERS {
+            IN_ORDER.store(0, Ordering::Relaxed);
+        }
+        RECORDED.store(seen.wrapping_add(1), Ordering::Relaxed);
+    }
+
+    /// Prints `LAYER_NAME <k> <name>` for each probed layer (the model's `LAYER_NAMES`, whose
+    /// entry k − 1 names layer k); the name is the rest of the line.
+    pub fn print_names(names: &[&str]) {
+        let mut out = Console::open();
+        for (k, name) in names.iter().enumerate() {
+            out.str("LAYER_NAME ")
+                .dec(k as u32 + 1)
+                .str(" ")
+                .str(name)
+                .end_line();
+        }
+    }
+
+    /// Forgets the previous inference's probes.
+    pub fn reset() {
+        RECORDED.store(0, Ordering::Relaxed);
+        IN_ORDER.store(1, Ordering::Relaxed);
+    }
+
+    fn snapshot(k: usize) -> [u32; 3] {
+        let mut v = [0; 3];
+        if let Some(slot) = SNAPSHOTS.get(k) {
+            for (out, cell) in v.iter_mut().zip(slot) {
+                *out = cell.load(Ordering::Relaxed);
+            }
+        }
+        v
+    }
+
+    fn between(a: usize, b: usize) -> Readings {
+        Readings {
+            start: snapshot(a),
+            end: snapshot(b),
+            sp_at_call: 0,
+        }
+    }
+
+    /// Prints the `LAYER` lines of vector `index`; `layers` remembers the first inference's
+    /// probe count, which every inference must repeat.
+    pub fn report(out: &mut Console, index: u32, layers: &mut Option<u32>) {
+        let recorded = RECORDED.load(Ordering::Relaxed);
+        let bad = IN_ORDER.load(Ordering::Relaxed) == 0
+            || recorded == 0
+            || layers.is_some_and(|n| n + 1 != recorded);
+        if bad {
+            out.str("ERROR layer probes out of order, more than ")
+                .dec(MAX_LAYERS as u32)
+                .str(", or a different number per inference (")
+                .dec(recorded)
+                .str(" probes)")
+                .end_line();
+            super::exit(super::EXIT_BAD_PROBES);
+        }
+        let n = recorded - 1;
+        *layers = Some(n);
+        for k in 1..=n as usize {
+            let r = between(k - 1, k);
+            out.str("LAYER ")
+                .dec(index)
+                .str(" ")
+                .dec(k as u32)
+                .str(" ")
+                .dec64(r.ticks())
+                .str(" ")
+                .dec(r.wraps())
+                .end_line();
+        }
+    }
+
+    extern "Rust" {
+        /// The board's hook (`#[no_mangle]`, `#[inline(never)]`, calling [`record`]).
+        fn bonsai_layer_probe(layer: u16);
+    }
+
+    /// Two calls of the board's hook back to back, into slots 0 and 1: direct calls with a
+    /// constant argument, as `infer` makes them. The counter is restarted first, as
+    /// [`measure`](super::measure) does, so that no wrap falls between them.
+    /// Prints `LAYER_BASE <ticks>` (see [`calibrate`]). Uses probe slots 0 and 1: call it before
+    /// the first inference, not between an inference and its [`report`].
+    pub fn print_base(out: &mut Console) {
+        let base = calibrate();
+        out.str("LAYER_BASE ").dec64(base.ticks()).end_line();
+    }
+
+    fn calibrate() -> Readings {
+        reset();
+        // SAFETY: any write clears the counter; it reloads without an interrupt. The hook is the
+        // board's Rust-ABI `fn(u16)`, which the model's `layer-probes` build already requires.
+        unsafe {
+            core::ptr::write_volatile(super::SYST_CVR, 0);
+            bonsai_layer_probe(0);
+            bonsai_layer_probe(1);
+        }
+        between(0, 1)
+    }
+}
+
 /// A parsed vector file: `n` inputs of `input_len` bytes each.
 pub struct Vectors<'a> {
     pub n: usize,
@@ -498,7 +660,11 @@ pub fn run_vectors<const I: usize, const O: usize, const A: usize>(
             .str(" ")
             .dec(SYSTICK_HANDLER_INSNS)
             .end_line();
+        #[cfg(feature = "layer-probes")]
+        probes::print_base(&mut out);
     }
+    #[cfg(feature = "layer-probes")]
+    let mut layers: Option<u32> = None;
     let mut sp_at_call = stack_top();
     for (index, chunk) in vectors.data.chunks_exact(I).enumerate() {
         let input: &[u8; I] = match chunk.try_into() {
@@ -510,6 +676,8 @@ pub fn run_vectors<const I: usize, const O: usize, const A: usize>(
         // The vectors are an immutable static: hide them from the optimiser so that it can never
         // specialise or precompute `infer` on known inputs (instruction counts must be real).
         let input = core::hint::black_box(input);
+        #[cfg(feature = "layer-probes")]
+        probes::reset();
         let m = if counting {
             // `black_box(infer)`: `measure` must run the same code for `infer` as for `null_infer`.
             measure(core::hint::black_box(infer), input, &mut output, arena)
@@ -538,6 +706,8 @@ pub fn run_vectors<const I: usize, const O: usize, const A: usize>(
                 .str(" ")
                 .dec(m.wraps())
                 .end_line();
+            #[cfg(feature = "layer-probes")]
+            probes::report(&mut out, index as u32, &mut layers);
         }
     }
 

@@ -16,7 +16,18 @@ static VECTORS: [u8; VECTORS_LEN] = *include_bytes!(concat!(env!("OUT_DIR"), "/v
 fn main() -> ! {
     // `#[entry]` turns this into a `&'static mut`; zero-initialised, so it is counted in `.bss`.
     static mut ARENA: Arena<{ bonsai_model::ARENA_BYTES }> = Arena::new();
+    #[cfg(feature = "layer-probes")]
+    fw_common::probes::print_names(&bonsai_model::LAYER_NAMES);
     fw_common::run_vectors(&VECTORS, bonsai_model::infer, &mut ARENA.0)
+}
+
+/// The model's per-layer hook (see bonsai-rt's `probe` module). Never inlined, so that every call
+/// costs the same as the harness' calibration of it (fw-common's `probes`).
+#[cfg(feature = "layer-probes")]
+#[no_mangle]
+#[inline(never)]
+fn bonsai_layer_probe(layer: u16) {
+    fw_common::probes::record(layer);
 }
 
 #[cfg(feature = "panic-never")]
