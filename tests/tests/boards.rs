@@ -38,7 +38,9 @@ fn write_feature_crate(dir: &Path, runtime: &Path) {
         dir.join("Cargo.toml"),
         format!(
             "[package]\nname = \"bonsai-model\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n\
-             [dependencies]\nbonsai-rt = {{ path = {:?} }}\n\n[workspace]\n",
+             [dependencies]\nbonsai-rt = {{ path = {:?} }}\n\n\
+             # Part of the model-crate contract: the firmware's probe build enables it.\n\
+             [features]\nlayer-probes = []\n\n[workspace]\n",
             runtime.display().to_string()
         ),
     )
