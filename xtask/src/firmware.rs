@@ -202,28 +202,7 @@ pub fn build_hardware(root: &Path, board: &HardwareBoard) -> Result<ElfInfo> {
     let out = cmd
         .output()
         .with_context(|| format!("board {}: cannot run cargo", board.name))?;
-    if !out.status.success() {
-        bail!(
-            "board {}: cargo build --release in {} failed ({}); cargo's messages are above",
-            board.name,
-            dir.display(),
-            out.status
-        );
-    }
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let elf = executable_from_json(&stdout, board.name).unwrap_or_else(|| {
-        dir.join("target")
-            .join(board.target)
-            .join("release")
-            .join(board.name)
-    });
-    if !elf.is_file() {
-        bail!(
-            "board {}: the build succeeded but its image {} is missing",
-            board.name,
-            elf.display()
-        );
-    }
+    let elf = built_image(&out, board.name, board.target, &dir)?;
     let info = elf_info(&elf).with_context(|| format!("board {}", board.name))?;
     board.check_fits(&info)?;
     Ok(info)
@@ -502,29 +481,35 @@ pub fn build(root: &Path, board: &Board, vectors: &Path) -> Result<ElfInfo> {
         .stderr(Stdio::inherit())
         .output()
         .with_context(|| format!("board {}: cannot run cargo", board.name))?;
+    let elf = built_image(&out, board.name, board.target, &dir)?;
+    elf_info(&elf).with_context(|| format!("board {}", board.name))
+}
+
+/// The image a finished `cargo build --release --message-format=json…` of board crate `name`
+/// produced, or an error naming the board when the build failed or left no image.
+fn built_image(
+    out: &std::process::Output,
+    name: &str,
+    target: &str,
+    dir: &Path,
+) -> Result<PathBuf> {
     if !out.status.success() {
         bail!(
-            "board {}: cargo build --release in {} failed ({}); cargo's messages are above",
-            board.name,
+            "board {name}: cargo build --release in {} failed ({}); cargo's messages are above",
             dir.display(),
             out.status
         );
     }
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let elf = executable_from_json(&stdout, board.name).unwrap_or_else(|| {
-        dir.join("target")
-            .join(board.target)
-            .join("release")
-            .join(board.name)
-    });
+    let elf = executable_from_json(&stdout, name)
+        .unwrap_or_else(|| dir.join("target").join(target).join("release").join(name));
     if !elf.is_file() {
         bail!(
-            "board {}: the build succeeded but its image {} is missing",
-            board.name,
+            "board {name}: the build succeeded but its image {} is missing",
             elf.display()
         );
     }
-    elf_info(&elf).with_context(|| format!("board {}", board.name))
+    Ok(elf)
 }
 
 /// The `"executable"` of the `compiler-artifact` message for binary `name` in cargo's JSON
