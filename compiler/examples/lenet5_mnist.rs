@@ -125,6 +125,7 @@ fn main() -> Result<()> {
         learning_rate: 1e-3,
         patience: epochs,
         seed: 1,
+        ..TrainConfig::default()
     };
     let mut last = (Instant::now(), cpu_seconds());
     let start = last.0;

@@ -1192,6 +1192,7 @@ pub fn import_bench(
         batch_size: cfg.batch_size,
         learning_rate: cfg.learning_rate,
         seed: cfg.seed,
+        ..TrainConfig::default()
     };
     let mut rounds = Vec::new();
     for r in 1..=cfg.rounds.max(1) {

@@ -1,15 +1,18 @@
-//! `cargo xtask bench synth`: grow-and-prune against its baselines on MNIST LeNet-300-100 (issue
-//! #3). Every method runs with the same seed architecture, epochs and retraining budget; each run
-//! records its whole trajectory (`--curve`), so one run per seed gives a full error-vs-nonzeros
-//! curve. The shipped model of each run is chosen on the validation split; the test split only
+//! `cargo xtask bench synth`: grow-and-prune against its baselines on MNIST (issue #3), for the
+//! LeNet-300-100 and LeNet-5 seeds. Every method runs with the same seed architecture, training
+//! recipe and epoch budget; each run records its whole trajectory (`--curve`), so one run per
+//! seed gives an error-vs-nonzeros curve. The dense baseline's curve is the seed at smaller
+//! widths. The shipped model of each run is chosen on the validation split; the test split only
 //! gives the reported errors.
 
 use crate::bench::{git_commit, write_section};
 use anyhow::{Context, Result};
-use bonsai::pipeline::{synthesize, SynthArgs};
+use bonsai::pipeline::{synthesize, Summary, SynthArgs};
 use bonsai::report::{error_vs_nonzeros_svg, Curve};
 use clap::Parser;
-use std::path::Path;
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::Instant;
 
 /// Lets the bench build `SynthArgs` exactly as the `bonsai synthesize` command line does.
@@ -19,28 +22,101 @@ struct Cli {
     args: SynthArgs,
 }
 
-/// The schedule options of each method (same epochs and retraining budget for all).
-fn method_args(method: &str) -> Vec<&'static str> {
-    let common = ["--epochs", "15", "--rounds", "8", "--retrain-epochs", "8"];
-    let mut v: Vec<&'static str> = common.to_vec();
-    match method {
-        "dense" => v.extend(["--method", "dense"]),
-        "prune" => v.extend(["--method", "prune", "--target-density", "0.015"]),
-        "nest" => v.extend([
-            "--method",
-            "nest",
-            "--target-density",
-            "0.015",
-            "--seed-density",
-            "0.3",
-            "--grow-fraction",
-            "0.2",
-            "--grow-rounds",
-            "2",
-        ]),
-        _ => unreachable!("methods are checked by the caller"),
+/// The training recipe and schedule of one seed architecture: what every method shares.
+struct Recipe {
+    arch: &'static str,
+    /// First training phase (dense: see `dense_epochs`).
+    epochs: usize,
+    rounds: usize,
+    retrain_epochs: usize,
+    final_epochs: usize,
+    /// Prune target, as a fraction of the seed's weights: chosen so that the lowered model,
+    /// biases included, lands just under 1/50 of the dense parameter count.
+    target_density: f64,
+    weight_decay: f64,
+    /// Hidden-width multipliers of the dense baseline's curve (1 first: the table's row).
+    dense_widths: &'static [f64],
+}
+
+impl Recipe {
+    fn for_arch(arch: &str) -> Result<Recipe> {
+        Ok(match arch {
+            "lenet-300-100" => Recipe {
+                arch: "lenet-300-100",
+                epochs: 15,
+                rounds: 8,
+                retrain_epochs: 8,
+                final_epochs: 20,
+                target_density: 0.017,
+                weight_decay: 3e-4,
+                dense_widths: &[1.0, 0.5, 0.25, 0.1, 0.05, 0.025],
+            },
+            // 5.5 CPU-s an epoch on 10k images: 70 epochs keep a run near 7 minutes.
+            "lenet-5" => Recipe {
+                arch: "lenet-5",
+                epochs: 10,
+                rounds: 8,
+                retrain_epochs: 6,
+                final_epochs: 12,
+                target_density: 0.016,
+                weight_decay: 3e-4,
+                dense_widths: &[1.0, 0.5, 0.25, 0.125, 0.0625],
+            },
+            other => {
+                anyhow::bail!("unknown seed architecture {other:?}: use lenet-300-100 or lenet-5")
+            }
+        })
     }
-    v
+
+    /// Epochs every method may spend: first phase + pruning rounds + fine-tuning.
+    fn budget(&self) -> usize {
+        self.epochs + self.rounds * self.retrain_epochs + self.final_epochs
+    }
+
+    /// Command-line options of `method` (dense at `width`).
+    fn args(&self, method: &str, width: f64) -> Vec<String> {
+        let mut v: Vec<String> = vec![
+            "--lr-schedule".into(),
+            "cosine".into(),
+            "--weight-decay".into(),
+            self.weight_decay.to_string(),
+            "--method".into(),
+            method.into(),
+        ];
+        let mut push = |k: &str, x: String| {
+            v.push(k.into());
+            v.push(x);
+        };
+        if method == "dense" {
+            // The whole budget in one cosine phase, not cut short by early stopping: the dense
+            // baseline gets every epoch the pruning methods get.
+            push("--epochs", self.budget().to_string());
+            push("--patience", self.budget().to_string());
+            push("--seed-width", width.to_string());
+            return v;
+        }
+        push("--epochs", self.epochs.to_string());
+        push("--rounds", self.rounds.to_string());
+        push("--retrain-epochs", self.retrain_epochs.to_string());
+        push("--final-epochs", self.final_epochs.to_string());
+        push("--target-density", self.target_density.to_string());
+        match method {
+            "prune" => {}
+            // NeST: a 30% random seed, two growth steps (neurons by the bridging gradient,
+            // 20% of the dormant connections by |dL/dw|), then pruning rounds that prune 10%
+            // past each goal and regrow that share by gradient.
+            "nest" => {
+                push("--seed-density", "0.3".into());
+                push("--grow-fraction", "0.2".into());
+                push("--grow-rounds", "2".into());
+                push("--regrow-fraction", "0.1".into());
+            }
+            // SCANN C: the dense DAG (cross-layer connections) pruned with regrowth.
+            "scann-c" => push("--regrow-fraction", "0.1".into()),
+            _ => unreachable!("methods are checked by the caller"),
+        }
+        v
+    }
 }
 
 #[derive(serde::Serialize)]
@@ -51,7 +127,8 @@ struct RunResult {
     params_nonzero: usize,
     macs: usize,
     wall_seconds: f64,
-    /// (int8 nonzero parameters, int8 test error %) after every stage of the run.
+    /// (int8 nonzero parameters, int8 test error %) after every stage of the run (dense: one
+    /// point per width, width 1 first).
     curve: Vec<(usize, f64)>,
 }
 
@@ -70,30 +147,55 @@ struct MethodResult {
     /// FLOPs = 2 x multiply-accumulates, one inference.
     flops_dense: usize,
     flops_nonzero: usize,
+    /// Mean wall time of one synthesis (dense: the full-width run).
     wall_seconds: f64,
+    epoch_budget: usize,
+    jobs: usize,
     runs: Vec<RunResult>,
     git_commit: String,
     command: String,
 }
 
-pub fn bench(
-    root: &Path,
-    mnist: &Path,
-    seeds: u64,
-    methods: &[String],
-    command: &str,
-) -> Result<()> {
-    for m in methods {
+/// One synthesis to run.
+struct Job {
+    method: String,
+    seed: u64,
+    width: f64,
+}
+
+struct Done {
+    summary: Summary,
+    wall: f64,
+}
+
+pub struct Options<'a> {
+    pub mnist: &'a Path,
+    pub arch: &'a str,
+    pub seeds: u64,
+    pub methods: &'a [String],
+    /// Syntheses run at once (burn's CPU backend trains on about one core).
+    pub jobs: usize,
+    pub command: &'a str,
+}
+
+pub fn bench(root: &Path, o: &Options) -> Result<()> {
+    const METHODS: [&str; 4] = ["dense", "prune", "nest", "scann-c"];
+    for m in o.methods {
         anyhow::ensure!(
-            ["dense", "prune", "nest"].contains(&m.as_str()),
-            "unknown method {m:?}: use dense, prune or nest"
+            METHODS.contains(&m.as_str()),
+            "unknown method {m:?}: use {}",
+            METHODS.join(", ")
         );
     }
-    let seed_file = root.join("models/seeds/lenet-300-100.toml");
-    let data = format!("mnist:{}", mnist.display());
+    let recipe = Recipe::for_arch(o.arch)?;
+    anyhow::ensure!(
+        !(recipe.arch == "lenet-5" && o.methods.iter().any(|m| m == "scann-c")),
+        "scann-c rewires fully connected layers into a DAG of neurons; LeNet-5's convolutions are not"
+    );
+    let seed_file = root.join(format!("models/seeds/{}.toml", recipe.arch));
+    let data = format!("mnist:{}", o.mnist.display());
     let work = root.join("target/bench/synth");
     let commit = git_commit(root);
-    // The dense seed's size, the reference of every reduction factor.
     let seed_model = bonsai::synth::seed_file::build(
         &bonsai::synth::seed_file::read(&seed_file)?,
         &seed_file.display().to_string(),
@@ -105,63 +207,167 @@ pub fn bench(
         1,
     )?;
     let dense_stats = seed_model.stats();
-    let mut curves = Vec::new();
-    let mut rows = Vec::new();
-    for method in methods {
-        let mut runs = Vec::new();
-        for seed in 1..=seeds {
-            let out = work.join(format!("{method}-{seed}"));
-            let seed_s = seed.to_string();
-            let mut argv = vec![
-                "synthesize",
-                "--seed",
-                seed_file.to_str().context("non-UTF-8 path")?,
-                "--data",
-                &data,
-                "--rng-seed",
-                &seed_s,
-                "--curve",
-                "--quiet",
-                "--out",
-                out.to_str().context("non-UTF-8 path")?,
-            ];
-            argv.extend(method_args(method));
-            let opts = Cli::try_parse_from(&argv)?.args.to_options()?;
-            let started = Instant::now();
-            let s = synthesize(&opts).with_context(|| format!("{method}, seed {seed}"))?;
-            let wall = started.elapsed().as_secs_f64();
-            eprintln!(
-                "{method} seed {seed}: int8 test error {:.2}%, {} nonzero params, {wall:.0} s",
-                100.0 * (1.0 - s.int8_test_accuracy),
-                s.params_nonzero
-            );
-            let curve: Vec<(usize, f64)> = s
-                .trajectory
-                .iter()
-                .filter_map(|p| {
-                    Some((
-                        p.int8_params_nonzero?,
-                        100.0 * (1.0 - p.int8_test_accuracy?),
-                    ))
-                })
-                .collect();
-            runs.push(RunResult {
-                seed,
-                test_error: 100.0 * (1.0 - s.int8_test_accuracy),
-                val_error: 100.0 * (1.0 - s.val_accuracy),
-                params_nonzero: s.params_nonzero,
-                macs: s.macs,
-                wall_seconds: wall,
-                curve,
+
+    // Seed by seed, so the first results cover every method.
+    let mut jobs = VecDeque::new();
+    for seed in 1..=o.seeds {
+        for method in o.methods {
+            let widths: &[f64] = if method == "dense" {
+                recipe.dense_widths
+            } else {
+                &[1.0]
+            };
+            for &width in widths {
+                jobs.push_back(Job {
+                    method: method.clone(),
+                    seed,
+                    width,
+                });
+            }
+        }
+    }
+    let n_jobs = jobs.len();
+    let out_dir = |j: &Job| -> PathBuf {
+        if j.width == 1.0 {
+            work.join(format!("{}-{}-{}", recipe.arch, j.method, j.seed))
+        } else {
+            work.join(format!(
+                "{}-{}-w{}-{}",
+                recipe.arch, j.method, j.width, j.seed
+            ))
+        }
+    };
+    let run = |j: &Job| -> Result<Done> {
+        let out = out_dir(j);
+        let mut argv: Vec<String> = [
+            "synthesize",
+            "--seed",
+            seed_file.to_str().context("non-UTF-8 path")?,
+            "--data",
+            &data,
+            "--rng-seed",
+            &j.seed.to_string(),
+            "--curve",
+            "--quiet",
+            "--out",
+            out.to_str().context("non-UTF-8 path")?,
+        ]
+        .map(String::from)
+        .to_vec();
+        argv.extend(recipe.args(&j.method, j.width));
+        let opts = Cli::try_parse_from(&argv)?.args.to_options()?;
+        let started = Instant::now();
+        let summary = synthesize(&opts)
+            .with_context(|| format!("{} {}, seed {}", recipe.arch, j.method, j.seed))?;
+        Ok(Done {
+            summary,
+            wall: started.elapsed().as_secs_f64(),
+        })
+    };
+    // A shared queue drained by `jobs` threads; results are keyed by position, so the report
+    // does not depend on which thread ran what.
+    let queue = Mutex::new(jobs.into_iter().enumerate().collect::<VecDeque<_>>());
+    let results: Mutex<Vec<Option<(Job, Done)>>> = Mutex::new((0..n_jobs).map(|_| None).collect());
+    let failure: Mutex<Option<anyhow::Error>> = Mutex::new(None);
+    let bar = indicatif::ProgressBar::new(n_jobs as u64).with_style(
+        indicatif::ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {elapsed} {msg}")
+            .expect("static template")
+            .progress_chars("=> "),
+    );
+    bar.set_prefix(format!("synth {}", recipe.arch));
+    std::thread::scope(|s| {
+        for _ in 0..o.jobs.max(1) {
+            s.spawn(|| loop {
+                if failure.lock().expect("lock").is_some() {
+                    return;
+                }
+                let Some((k, job)) = queue.lock().expect("lock").pop_front() else {
+                    return;
+                };
+                match run(&job) {
+                    Ok(done) => {
+                        bar.println(format!(
+                            "{} seed {} width {}: int8 test error {:.2}%, {} nonzero params, {:.0} s",
+                            job.method,
+                            job.seed,
+                            job.width,
+                            100.0 * (1.0 - done.summary.int8_test_accuracy),
+                            done.summary.params_nonzero,
+                            done.wall
+                        ));
+                        bar.inc(1);
+                        results.lock().expect("lock")[k] = Some((job, done));
+                    }
+                    Err(e) => {
+                        *failure.lock().expect("lock") = Some(e);
+                        return;
+                    }
+                }
             });
         }
+    });
+    bar.finish();
+    if let Some(e) = failure.into_inner().expect("lock") {
+        return Err(e);
+    }
+    let results: Vec<(Job, Done)> = results
+        .into_inner()
+        .expect("lock")
+        .into_iter()
+        .map(|r| r.expect("every job ran"))
+        .collect();
+
+    let mut curves = Vec::new();
+    let mut rows = Vec::new();
+    for method in o.methods {
+        let mine: Vec<&(Job, Done)> = results
+            .iter()
+            .filter(|(j, _)| &j.method == method)
+            .collect();
+        let int8_error = |d: &Done| 100.0 * (1.0 - d.summary.int8_test_accuracy);
+        let runs: Vec<RunResult> = (1..=o.seeds)
+            .map(|seed| {
+                let of_seed: Vec<&&(Job, Done)> =
+                    mine.iter().filter(|(j, _)| j.seed == seed).collect();
+                let (_, full) = of_seed
+                    .iter()
+                    .find(|(j, _)| j.width == 1.0)
+                    .expect("full-width run");
+                let curve = if method == "dense" {
+                    of_seed
+                        .iter()
+                        .map(|(_, d)| (d.summary.params_nonzero, int8_error(d)))
+                        .collect()
+                } else {
+                    full.summary
+                        .trajectory
+                        .iter()
+                        .filter_map(|p| {
+                            Some((
+                                p.int8_params_nonzero?,
+                                100.0 * (1.0 - p.int8_test_accuracy?),
+                            ))
+                        })
+                        .collect()
+                };
+                RunResult {
+                    seed,
+                    test_error: int8_error(full),
+                    val_error: 100.0 * (1.0 - full.summary.val_accuracy),
+                    params_nonzero: full.summary.params_nonzero,
+                    macs: full.summary.macs,
+                    wall_seconds: full.wall,
+                    curve,
+                }
+            })
+            .collect();
         let n = runs.len() as f64;
         let mean = |f: &dyn Fn(&RunResult) -> f64| runs.iter().map(f).sum::<f64>() / n;
         let result = MethodResult {
             dataset: "mnist (10k train sample, official test)".into(),
-            seed_arch: "lenet-300-100".into(),
+            seed_arch: recipe.arch.into(),
             method: method.clone(),
-            seeds: (1..=seeds).collect(),
+            seeds: (1..=o.seeds).collect(),
             test_error: mean(&|r| r.test_error),
             test_error_runs: runs.iter().map(|r| r.test_error).collect(),
             val_error: mean(&|r| r.val_error),
@@ -170,9 +376,11 @@ pub fn bench(
             flops_dense: 2 * dense_stats.macs_dense,
             flops_nonzero: 2 * mean(&|r| r.macs as f64).round() as usize,
             wall_seconds: mean(&|r| r.wall_seconds),
+            epoch_budget: recipe.budget(),
+            jobs: o.jobs,
             runs,
             git_commit: commit.clone(),
-            command: command.into(),
+            command: o.command.into(),
         };
         // The curve: the mean over seeds at each stage of the schedule (stages line up, the
         // schedule being the same).
@@ -185,7 +393,11 @@ pub fn bench(
             })
             .collect();
         curves.push(Curve {
-            name: method.clone(),
+            name: if method == "dense" {
+                "dense (narrower seeds)".into()
+            } else {
+                method.clone()
+            },
             points,
         });
         let spread = result
@@ -194,7 +406,7 @@ pub fn bench(
             .fold((f64::MAX, f64::MIN), |(lo, hi), &e| (lo.min(e), hi.max(e)));
         rows.push(format!(
             "| {method} | {} | {:.2} | {:.2}–{:.2} | {:.2} | {} | {:.1}x | {} | {:.0} |",
-            seeds,
+            o.seeds,
             result.test_error,
             spread.0,
             spread.1,
@@ -205,29 +417,53 @@ pub fn bench(
             result.wall_seconds
         ));
         let path = root.join(format!(
-            "bench/results/synth-mnist-lenet-300-100-{method}.json"
+            "bench/results/synth-mnist-{}-{method}.json",
+            recipe.arch
         ));
         bonsai::util::write_atomic(&path, serde_json::to_string_pretty(&result)?.as_bytes())
             .with_context(|| format!("cannot write {}", path.display()))?;
     }
-    let svg = root.join("bench/results/synth-mnist-lenet-300-100.svg");
+    let svg_name = format!("bench/results/synth-mnist-{}.svg", recipe.arch);
     error_vs_nonzeros_svg(
-        &svg,
-        "MNIST LeNet-300-100: int8 test error vs nonzero parameters",
+        &root.join(&svg_name),
+        &format!(
+            "MNIST {}: int8 test error vs nonzero parameters",
+            recipe.arch
+        ),
         &curves,
     )?;
     let body = format!(
-        "## Grow-and-prune synthesis: MNIST LeNet-300-100\n\n\
+        "## Grow-and-prune synthesis: MNIST {arch}\n\n\
          Command: `{command}` (commit {commit}). 10k-image MNIST training sample (9k train / 1k \
-         validation), official 10k test set; every method trains 15 epochs first (NeST from a 30% \
-         random sparse seed with two growth steps), then 8 prune rounds of 8 retraining epochs to a \
-         1.5% target; the shipped model of each run is chosen on validation. Nonzeros are int8 \
-         weights + biases of the quantized model; errors are int8 test errors. Per-method results: \
-         `bench/results/synth-mnist-lenet-300-100-<method>.json`.\n\n\
+         validation), official 10k test set; Adam with L2 weight decay {wd}, learning rate cosine-annealed \
+         within every training phase. Budget per run: {budget} epochs. Prune-only and NeST: {e} epochs \
+         first (NeST from a 30% random sparse seed with two growth steps of neurons and connections), \
+         {r} prune rounds of {k} retraining epochs to a {t}% target (NeST prunes 10% past each goal and \
+         regrows that share by gradient), {f} fine-tuning epochs. The dense baseline trains all {budget} \
+         epochs; its curve is the seed at widths {widths:?}. The shipped model of each run is chosen on \
+         validation. Nonzeros are int8 weights + biases of the quantized model; errors are int8 test \
+         errors; {jobs} syntheses ran at once on the 2-core machine, so a run's wall time includes \
+         sharing it. Per-method results: `bench/results/synth-mnist-{arch}-<method>.json`.\n\n\
          | method | seeds | test error % (mean) | spread | val error % | nonzero params | reduction | FLOPs | s per run |\n\
-         |---|---:|---:|---|---:|---:|---:|---:|---:|\n{}\n\n\
-         ![error vs nonzeros](bench/results/synth-mnist-lenet-300-100.svg)\n\n",
-        rows.join("\n")
+         |---|---:|---:|---|---:|---:|---:|---:|---:|\n{rows}\n\n\
+         ![error vs nonzeros]({svg_name})\n\n",
+        arch = recipe.arch,
+        command = o.command,
+        wd = recipe.weight_decay,
+        budget = recipe.budget(),
+        e = recipe.epochs,
+        r = recipe.rounds,
+        k = recipe.retrain_epochs,
+        t = 100.0 * recipe.target_density,
+        f = recipe.final_epochs,
+        widths = recipe.dense_widths,
+        jobs = o.jobs,
+        rows = rows.join("\n"),
     );
-    write_section(root, "synth", &body)
+    let section = if recipe.arch == "lenet-300-100" {
+        "synth".to_string()
+    } else {
+        format!("synth-{}", recipe.arch)
+    };
+    write_section(root, &section, &body)
 }

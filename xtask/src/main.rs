@@ -70,12 +70,18 @@ enum BenchCmd {
         /// Directory with MNIST's gzipped IDX files.
         #[arg(long)]
         mnist: PathBuf,
+        /// Seed architecture: lenet-300-100 or lenet-5.
+        #[arg(long, default_value = "lenet-300-100")]
+        arch: String,
         /// Seeds per method (1..=N).
         #[arg(long, default_value_t = 3)]
         seeds: u64,
-        /// Methods, comma separated.
+        /// Methods, comma separated: dense, prune, nest, scann-c (not for lenet-5).
         #[arg(long, value_delimiter = ',', default_value = "dense,prune,nest")]
         methods: Vec<String>,
+        /// Syntheses run at once (each trains on about one core).
+        #[arg(long, default_value_t = 1)]
+        jobs: usize,
     },
     /// Hardware board crates built around the BasicMotions model: flash/RAM per board.
     Boards {
@@ -187,9 +193,21 @@ fn run(cli: Cli) -> Result<()> {
 
                 BenchCmd::Synth {
                     mnist,
+                    arch,
                     seeds,
                     methods,
-                } => xtask::bench_synth::bench(&root, &mnist, seeds, &methods, &command)?,
+                    jobs,
+                } => xtask::bench_synth::bench(
+                    &root,
+                    &xtask::bench_synth::Options {
+                        mnist: &mnist,
+                        arch: &arch,
+                        seeds,
+                        methods: &methods,
+                        jobs,
+                        command: &command,
+                    },
+                )?,
                 BenchCmd::Onnx { mnist, import } => {
                     xtask::bench_onnx::bench(&root, mnist.as_deref(), import.as_deref(), &command)?
                 }

@@ -13,7 +13,6 @@ use super::grow::{self, NeuronGrowth};
 use super::{nest, prune, reduce, scann, surgery};
 use crate::ir::Model;
 use crate::train::{self, EpochLog, Samples, TrainConfig, TrainError};
-use rand::{Rng, SeedableRng};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Method {
@@ -87,7 +86,8 @@ pub struct Schedule {
     pub grow_rounds: usize,
     /// Neuron growth (NeST, SCANN A and B); `per_layer = 0` disables it.
     pub neurons: NeuronGrowth,
-    /// SCANN C: connections regrown per round, as a fraction of the nonzeros.
+    /// Connections regrown by gradient each pruning round, as a fraction of the nonzeros: SCANN
+    /// C grows them before pruning; NeST prunes past the goal by this share and regrows it.
     pub regrow_fraction: f64,
     /// Weights the target density refers to (None: the seed's own weight count).
     pub reference_weights: Option<usize>,
@@ -279,8 +279,24 @@ impl<L: FnMut(String), E: FnMut(&EpochLog)> Run<'_, L, E> {
             }
             let goal = start * (target / start).powf(r as f64 / rounds as f64);
             let total = weight_count(model) as f64;
-            let densities = prune::layer_densities(model, (goal / total).min(1.0));
+            // NeST iterates growth with pruning: prune past the goal by the regrowth share, then
+            // regrow that share where the loss gradient is largest.
+            let regrow = if s.method == Method::Nest {
+                s.regrow_fraction.clamp(0.0, 0.9)
+            } else {
+                0.0
+            };
+            let densities = prune::layer_densities(model, (goal * (1.0 - regrow) / total).min(1.0));
             prune::prune_to(model, &densities);
+            if regrow > 0.0 {
+                let grads = grow::weight_gradients(
+                    model,
+                    self.train_s,
+                    s.neurons.batch_size,
+                    s.neurons.batches,
+                );
+                nest::regrow(model, &grads, regrow / (1.0 - regrow));
+            }
             let dead = surgery::remove_dead(model);
             let retrain = self.retrain.clone();
             let val = self.train(model, &retrain)?;
@@ -313,30 +329,18 @@ impl<L: FnMut(String), E: FnMut(&EpochLog)> Run<'_, L, E> {
                 patience: (s.final_epochs / 3).max(5),
                 ..self.retrain.clone()
             };
+            let before = self.trajectory[chosen].val_accuracy;
             let val = self.train(model, &fine)?;
             self.record("fine-tune".into(), model, val);
-            chosen = self.trajectory.len() - 1;
-        }
-        Ok(chosen)
-    }
-}
-
-/// A seeded random sparse mask over every Dense and Conv2d layer but the input reduction.
-pub fn sparse_seed(model: &mut Model, density: f64, seed: u64) {
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-    for node in &mut model.nodes {
-        if node.name == reduce::NODE_NAME {
-            continue;
-        }
-        let Some(w) = node.op.weights_mut() else {
-            continue;
-        };
-        for i in 0..w.weight.len() {
-            if rng.random::<f64>() >= density {
-                w.mask.set(i, false);
-                w.weight[i] = 0.0;
+            // Training keeps its best epoch, but never compares with where it started: a
+            // fine-tune that ends below the last round on validation is not shipped.
+            if val >= before {
+                chosen = self.trajectory.len() - 1;
+            } else {
+                *model = self.trajectory[chosen].model.clone();
             }
         }
+        Ok(chosen)
     }
 }
 
@@ -391,7 +395,7 @@ pub fn synthesize(
         })?;
     }
     match s.method {
-        Method::Nest | Method::ScannB => sparse_seed(model, s.seed_density, cfg.seed),
+        Method::Nest | Method::ScannB => nest::sparse_seed(model, s.seed_density, cfg.seed),
         _ => {}
     }
     let val = run.train(model, cfg)?;

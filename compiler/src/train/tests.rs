@@ -30,6 +30,7 @@ fn quick() -> TrainConfig {
         learning_rate: 1e-2,
         patience: 5,
         seed: 3,
+        ..TrainConfig::default()
     }
 }
 
@@ -42,6 +43,52 @@ fn learns_a_separable_problem() {
     assert!(after >= 0.95, "accuracy {after} (before {before})");
     assert_eq!(report.best_val_accuracy, after);
     assert!(report.history[0].train_loss > report.history.last().unwrap().train_loss);
+}
+
+#[test]
+fn cosine_schedule_anneals_from_the_rate_to_its_floor() {
+    let s = LrSchedule::Cosine { floor: 0.01 };
+    assert_eq!(s.rate(2e-3, 0, 100), 2e-3);
+    assert!((s.rate(2e-3, 50, 100) - 0.5 * (2e-3 + 2e-5)).abs() < 1e-12);
+    assert!((s.rate(2e-3, 100, 100) - 2e-5).abs() < 1e-12);
+    let rates: Vec<f64> = (0..=100).map(|k| s.rate(1.0, k, 100)).collect();
+    assert!(rates.windows(2).all(|w| w[1] <= w[0]));
+    assert_eq!(LrSchedule::Constant.rate(2e-3, 70, 100), 2e-3);
+    assert_eq!("cosine".parse::<LrSchedule>(), Ok(s));
+    assert!("linear".parse::<LrSchedule>().is_err());
+}
+
+#[test]
+fn weight_decay_shrinks_the_weights() {
+    let norm = |m: &Model| -> f64 {
+        m.nodes
+            .iter()
+            .filter_map(|n| n.op.weights())
+            .flat_map(|w| w.weight.iter())
+            .map(|&x| f64::from(x) * f64::from(x))
+            .sum()
+    };
+    let cfg = |weight_decay| TrainConfig {
+        patience: 100,
+        weight_decay,
+        ..quick()
+    };
+    let (mut plain, mut decayed) = (seed_model(1), seed_model(1));
+    train(&mut plain, &blobs(120, 1), &blobs(30, 2), &cfg(0.0), |_| {}).unwrap();
+    train(
+        &mut decayed,
+        &blobs(120, 1),
+        &blobs(30, 2),
+        &cfg(0.05),
+        |_| {},
+    )
+    .unwrap();
+    assert!(
+        norm(&decayed) < 0.9 * norm(&plain),
+        "{} vs {}",
+        norm(&decayed),
+        norm(&plain)
+    );
 }
 
 #[test]
@@ -331,6 +378,7 @@ fn conv_net_learns_and_keeps_dormant_weights_zero() {
         learning_rate: 1e-2,
         patience: 6,
         seed: 5,
+        ..TrainConfig::default()
     };
     let acc0 = float_accuracy(&m, &va);
     let report = train(&mut m, &tr, &va, &cfg, |_| {}).unwrap();

@@ -249,7 +249,7 @@ fn prune_removes_smallest_and_grow_adds_largest_gradient() {
 }
 
 #[test]
-fn fine_tuning_after_the_last_round_is_recorded_and_chosen() {
+fn fine_tuning_after_the_last_round_is_recorded_and_chosen_on_validation() {
     let (mut m, _, va) = digits();
     let schedule = Schedule {
         method: Method::Prune,
@@ -262,7 +262,9 @@ fn fine_tuning_after_the_last_round_is_recorded_and_chosen() {
     let r = run(&mut m, &schedule, &mut vec![]);
     assert_eq!(r.trajectory.len(), 4);
     assert_eq!(r.trajectory[3].stage, "fine-tune");
-    assert_eq!(r.chosen, 3);
+    // The fine-tuned model ships only if validation says it is no worse than the last round.
+    let (last, tuned) = (r.trajectory[2].val_accuracy, r.trajectory[3].val_accuracy);
+    assert_eq!(r.chosen, if tuned >= last { 3 } else { 2 });
     // same connections as the last round, retrained
     assert_eq!(
         r.trajectory[3].params_nonzero,
