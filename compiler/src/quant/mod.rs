@@ -173,8 +173,18 @@ fn quantize_weights(d: &LayerWeights, s_in: f32, s_out: f32) -> WeightQuant {
         // A channel without weights (all pruned) would get scale 0 and a bias it cannot express.
         // Give it the scale that makes the requantization multiplier exactly 1: its bias is then
         // stored in output units and no division by zero (NaN) can occur.
+        //
+        // The accumulator is bias_q + Σ (x−zp)·w_q with |x−zp| ≤ 255 and |w_q| ≤ 127: it must
+        // stay inside int32 for any input. Pruning leaves channels whose few weights are tiny
+        // next to their bias; at max|w|/127 that bias alone would overflow int32. Such a channel
+        // gets the smallest weight scale at which the bias fits beside the input term: its
+        // weights lose precision they hardly had, and no input can overflow the accumulator.
         let sw = if max_abs > 0.0 {
-            max_abs / 127.0
+            let nonzero = row.iter().filter(|w| **w != 0.0).count();
+            // 2^30, not 2^31: a margin for the f32 rounding of the scale.
+            let bias_room = ((1u64 << 30) as f64 - 255.0 * 127.0 * nonzero as f64).max(1.0);
+            let for_bias = (d.bias[o].abs() as f64 / (s_in as f64 * bias_room)) as f32;
+            (max_abs / 127.0).max(for_bias)
         } else {
             s_out / s_in
         };

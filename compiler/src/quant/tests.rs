@@ -96,6 +96,39 @@ fn empty_channel_gets_no_nan_and_outputs_its_bias() {
     assert!((deq - 0.3).abs() <= s_h.scale, "{deq}");
 }
 
+#[test]
+fn a_bias_far_larger_than_its_weights_cannot_overflow_the_accumulator() {
+    // What pruning leaves behind: hidden unit 2 keeps one tiny weight and a large bias. At
+    // max|w|/127 its int32 bias would be ~1e11; the scale must grow until the bias fits.
+    let mut m = tiny_mlp();
+    let n_in = m.input_len();
+    if let Op::Dense(d) = &mut m.nodes[0].op {
+        for i in 0..n_in {
+            let k = 2 * n_in + i;
+            d.weight[k] = if i == 0 { 1e-9 } else { 0.0 };
+            d.mask.set(k, i == 0);
+        }
+        d.bias[2] = 0.8;
+    }
+    let q = quantize(&m, &samples()).unwrap();
+    let Op::Dense(d) = &q.nodes[0].op else {
+        panic!()
+    };
+    let dq = d.quant.as_ref().unwrap();
+    let s_in = q.tensors[0].quant.unwrap().scale as f64;
+    let bias_real = dq.bias_q[2] as f64 * s_in * dq.weight_scale[2] as f64;
+    assert!((bias_real - 0.8).abs() < 1e-6, "bias kept: {bias_real}");
+    assert!(dq.bias_q[2].unsigned_abs() as f64 + 255.0 * 127.0 <= i32::MAX as f64);
+    // The most extreme inputs run without an overflow error, and unit 2 outputs relu(0.8).
+    let s_h = q.tensors[q.nodes[0].output.0].quant.unwrap();
+    for x in [vec![-1e3f32; n_in], vec![1e3f32; n_in]] {
+        let all = interp::int8::run_all(&q, &quantize_input(&q, &x)).unwrap();
+        let h2 = all[q.nodes[0].output.0][2];
+        let deq = s_h.scale * (h2 as f32 - s_h.zero_point as f32);
+        assert!((deq - 0.8).abs() <= s_h.scale, "{deq}");
+    }
+}
+
 fn cnn_samples() -> Vec<Vec<f32>> {
     (0..40)
         .map(|i| {
