@@ -62,9 +62,20 @@ impl Recipe {
                 weight_decay: 3e-4,
                 dense_widths: &[1.0, 0.5, 0.25, 0.125, 0.0625],
             },
-            other => {
-                anyhow::bail!("unknown seed architecture {other:?}: use lenet-300-100 or lenet-5")
-            }
+            // UCI tables (pendigits, letter): a 64-32 MLP on 16 features; ~11 s a run.
+            "tabular-mlp" => Recipe {
+                arch: "tabular-mlp",
+                epochs: 15,
+                rounds: 8,
+                retrain_epochs: 8,
+                final_epochs: 20,
+                target_density: 0.15,
+                weight_decay: 3e-4,
+                dense_widths: &[1.0, 0.5, 0.25, 0.125, 0.0625],
+            },
+            other => anyhow::bail!(
+                "unknown seed architecture {other:?}: use lenet-300-100, lenet-5 or tabular-mlp"
+            ),
         })
     }
 
@@ -169,7 +180,10 @@ struct Done {
 }
 
 pub struct Options<'a> {
-    pub mnist: &'a Path,
+    /// Dataset name in file names and titles, e.g. `mnist`, `pendigits`.
+    pub dataset: &'a str,
+    /// The `--data` spec of `bonsai synthesize`, e.g. `mnist:DIR`.
+    pub data: &'a str,
     pub arch: &'a str,
     pub seeds: u64,
     pub methods: &'a [String],
@@ -193,15 +207,18 @@ pub fn bench(root: &Path, o: &Options) -> Result<()> {
         "scann-c rewires fully connected layers into a DAG of neurons; LeNet-5's convolutions are not"
     );
     let seed_file = root.join(format!("models/seeds/{}.toml", recipe.arch));
-    let data = format!("mnist:{}", o.mnist.display());
+    let data = o.data.to_string();
     let work = root.join("target/bench/synth");
     let commit = git_commit(root);
+    // The dense seed on this data's shape: the reference of every reduction factor.
+    let spec: bonsai::data::DataSpec = data.parse()?;
+    let splits = bonsai::data::load(&spec, 1)?;
     let seed_model = bonsai::synth::seed_file::build(
         &bonsai::synth::seed_file::read(&seed_file)?,
         &seed_file.display().to_string(),
         &bonsai::synth::seed_file::DataShape {
-            sample_shape: vec![28, 28, 1],
-            class_names: (0..10).map(|d| d.to_string()).collect(),
+            sample_shape: splits.train.sample_shape.clone(),
+            class_names: splits.train.class_names.clone(),
             preprocess: bonsai::ir::Preprocess::identity(),
         },
         1,
@@ -286,7 +303,15 @@ pub fn bench(root: &Path, o: &Options) -> Result<()> {
                 };
                 match run(&job) {
                     Ok(done) => {
-                        bar.println(format!(
+                        // indicatif drops println on a hidden bar (output not a terminal).
+                        let say = |line: String| {
+                            if bar.is_hidden() {
+                                eprintln!("{line}");
+                            } else {
+                                bar.println(line);
+                            }
+                        };
+                        say(format!(
                             "{} seed {} width {}: int8 test error {:.2}%, {} nonzero params, {:.0} s",
                             job.method,
                             job.seed,
@@ -364,7 +389,11 @@ pub fn bench(root: &Path, o: &Options) -> Result<()> {
         let n = runs.len() as f64;
         let mean = |f: &dyn Fn(&RunResult) -> f64| runs.iter().map(f).sum::<f64>() / n;
         let result = MethodResult {
-            dataset: "mnist (10k train sample, official test)".into(),
+            dataset: if o.dataset == "mnist" {
+                "mnist (10k train sample, official test)".into()
+            } else {
+                o.dataset.into()
+            },
             seed_arch: recipe.arch.into(),
             method: method.clone(),
             seeds: (1..=o.seeds).collect(),
@@ -417,25 +446,35 @@ pub fn bench(root: &Path, o: &Options) -> Result<()> {
             result.wall_seconds
         ));
         let path = root.join(format!(
-            "bench/results/synth-mnist-{}-{method}.json",
-            recipe.arch
+            "bench/results/synth-{}-{}-{method}.json",
+            o.dataset, recipe.arch
         ));
         bonsai::util::write_atomic(&path, serde_json::to_string_pretty(&result)?.as_bytes())
             .with_context(|| format!("cannot write {}", path.display()))?;
     }
-    let svg_name = format!("bench/results/synth-mnist-{}.svg", recipe.arch);
+    let svg_name = format!("bench/results/synth-{}-{}.svg", o.dataset, recipe.arch);
     error_vs_nonzeros_svg(
         &root.join(&svg_name),
         &format!(
-            "MNIST {}: int8 test error vs nonzero parameters",
-            recipe.arch
+            "{} {}: int8 test error vs nonzero parameters",
+            o.dataset, recipe.arch
         ),
         &curves,
     )?;
+    let about_data = if o.dataset == "mnist" {
+        "10k-image MNIST training sample (9k train / 1k validation), official 10k test set".into()
+    } else {
+        format!(
+            "{} ({} train / {} validation / {} test samples)",
+            o.dataset,
+            splits.train.len(),
+            splits.val.len(),
+            splits.test.len()
+        )
+    };
     let body = format!(
-        "## Grow-and-prune synthesis: MNIST {arch}\n\n\
-         Command: `{command}` (commit {commit}). 10k-image MNIST training sample (9k train / 1k \
-         validation), official 10k test set; Adam with L2 weight decay {wd}, learning rate cosine-annealed \
+        "## Grow-and-prune synthesis: {dataset} {arch}\n\n\
+         Command: `{command}` (commit {commit}). {about_data}; Adam with L2 weight decay {wd}, learning rate cosine-annealed \
          within every training phase. Budget per run: {budget} epochs. Prune-only and NeST: {e} epochs \
          first (NeST from a 30% random sparse seed with two growth steps of neurons and connections), \
          {r} prune rounds of {k} retraining epochs to a {t}% target (NeST prunes 10% past each goal and \
@@ -443,11 +482,12 @@ pub fn bench(root: &Path, o: &Options) -> Result<()> {
          epochs; its curve is the seed at widths {widths:?}. The shipped model of each run is chosen on \
          validation. Nonzeros are int8 weights + biases of the quantized model; errors are int8 test \
          errors; {jobs} syntheses ran at once on the 2-core machine, so a run's wall time includes \
-         sharing it. Per-method results: `bench/results/synth-mnist-{arch}-<method>.json`.\n\n\
+         sharing it. Per-method results: `bench/results/synth-{dataset}-{arch}-<method>.json`.\n\n\
          | method | seeds | test error % (mean) | spread | val error % | nonzero params | reduction | FLOPs | s per run |\n\
          |---|---:|---:|---|---:|---:|---:|---:|---:|\n{rows}\n\n\
          ![error vs nonzeros]({svg_name})\n\n",
         arch = recipe.arch,
+        dataset = o.dataset,
         command = o.command,
         wd = recipe.weight_decay,
         budget = recipe.budget(),
@@ -460,10 +500,10 @@ pub fn bench(root: &Path, o: &Options) -> Result<()> {
         jobs = o.jobs,
         rows = rows.join("\n"),
     );
-    let section = if recipe.arch == "lenet-300-100" {
-        "synth".to_string()
-    } else {
-        format!("synth-{}", recipe.arch)
+    let section = match (o.dataset, recipe.arch) {
+        ("mnist", "lenet-300-100") => "synth".to_string(),
+        ("mnist", arch) => format!("synth-{arch}"),
+        (dataset, arch) => format!("synth-{dataset}-{arch}"),
     };
     write_section(root, &section, &body)
 }

@@ -67,10 +67,17 @@ enum BenchCmd {
     },
     /// Grow-and-prune vs prune-only vs dense on MNIST LeNet-300-100 (curves, SVG plot).
     Synth {
-        /// Directory with MNIST's gzipped IDX files.
+        /// Directory with MNIST's gzipped IDX files (the dataset, unless --data is given).
+        #[arg(long, required_unless_present = "data")]
+        mnist: Option<PathBuf>,
+        /// Another dataset, as `bonsai synthesize --data` takes it (e.g.
+        /// `csv:pendigits.csv:train-rows=7494`); name it with --dataset.
+        #[arg(long, requires = "dataset", conflicts_with = "mnist")]
+        data: Option<String>,
+        /// Name of the --data dataset in results files and titles.
         #[arg(long)]
-        mnist: PathBuf,
-        /// Seed architecture: lenet-300-100 or lenet-5.
+        dataset: Option<String>,
+        /// Seed architecture: lenet-300-100, lenet-5 or tabular-mlp.
         #[arg(long, default_value = "lenet-300-100")]
         arch: String,
         /// Seeds per method (1..=N).
@@ -193,6 +200,8 @@ fn run(cli: Cli) -> Result<()> {
 
                 BenchCmd::Synth {
                     mnist,
+                    data,
+                    dataset,
                     arch,
                     seeds,
                     methods,
@@ -200,7 +209,12 @@ fn run(cli: Cli) -> Result<()> {
                 } => xtask::bench_synth::bench(
                     &root,
                     &xtask::bench_synth::Options {
-                        mnist: &mnist,
+                        data: &match (&data, &mnist) {
+                            (Some(d), _) => d.clone(),
+                            (None, Some(dir)) => format!("mnist:{}", dir.display()),
+                            (None, None) => unreachable!("clap requires one"),
+                        },
+                        dataset: dataset.as_deref().unwrap_or("mnist"),
                         arch: &arch,
                         seeds,
                         methods: &methods,

@@ -22,7 +22,7 @@ pub enum DataError {
     #[error("{path}: {problem}")]
     File { path: String, problem: String },
     #[error(
-        "unknown dataset {0:?}: use `digits`, `mnist:DIR`, `fashion-mnist:DIR`, `csv:FILE`, \
+        "unknown dataset {0:?}: use `digits`, `mnist:DIR`, `fashion-mnist:DIR`, `csv:FILE[:label=COLUMN][:train-rows=N]`, \
          `ts:TRAIN.ts[,TEST.ts]`, `imu:TRAIN.ts[,TEST.ts]` or `basicmotions[:DIR]`"
     )]
     UnknownSpec(String),
@@ -88,10 +88,13 @@ pub enum DataSpec {
     Digits,
     /// A directory with the four standard gzipped IDX files (MNIST, Fashion-MNIST).
     Idx { name: String, dir: PathBuf },
-    /// One CSV file; label in the last column unless named.
+    /// One CSV file; label in the last column unless named. With `train_rows`, the first rows
+    /// are the training set and the rest the test set (the standard splits of UCI sets such as
+    /// pendigits and letter); otherwise a seeded 70/10/20 split.
     Csv {
         path: PathBuf,
         label_column: Option<String>,
+        train_rows: Option<usize>,
     },
     /// sktime `.ts` files: a training file and optionally the official test file. With
     /// `imu_features`, each window (6 axes × 100 samples at 10 Hz) becomes the firmware's int8
@@ -139,13 +142,27 @@ impl std::str::FromStr for DataSpec {
                 dir: dir.into(),
             }),
             ("csv", rest) if !rest.is_empty() => {
-                let (path, label) = match rest.rsplit_once(":label=") {
-                    Some((p, l)) => (p, Some(l.to_string())),
-                    None => (rest, None),
-                };
+                // Options trail the path: `:label=COLUMN`, `:train-rows=N`, in any order.
+                let (mut path, mut label, mut train_rows) = (rest, None, None);
+                while let Some((p, opt)) = path.rsplit_once(':') {
+                    match opt.split_once('=') {
+                        Some(("label", l)) if !l.is_empty() => label = Some(l.to_string()),
+                        Some(("train-rows", n)) => {
+                            train_rows = Some(
+                                n.parse::<usize>()
+                                    .ok()
+                                    .filter(|&n| n > 0)
+                                    .ok_or_else(|| DataError::UnknownSpec(s.into()))?,
+                            )
+                        }
+                        _ => break,
+                    }
+                    path = p;
+                }
                 Ok(DataSpec::Csv {
                     path: path.into(),
                     label_column: label,
+                    train_rows,
                 })
             }
             ("basicmotions", "") => Ok(DataSpec::BasicMotions),
@@ -193,14 +210,32 @@ pub fn load(spec: &DataSpec, seed: u64) -> Result<Splits, DataError> {
             )?;
             Ok(Splits::with_test(&train, test, 0.1, seed))
         }
-        DataSpec::Csv { path, label_column } => {
+        DataSpec::Csv {
+            path,
+            label_column,
+            train_rows,
+        } => {
             let bytes = std::fs::read(path).map_err(|e| DataError::file(path, e.to_string()))?;
             let name = path
                 .file_stem()
                 .map(|s| s.to_string_lossy().trim_end_matches(".csv").to_string())
                 .unwrap_or_else(|| "csv".into());
             let d = csv::parse_csv_bytes(&bytes, path, &name, label_column.as_deref())?;
-            Ok(split_by_fractions(&d, 0.7, 0.1, seed))
+            match *train_rows {
+                None => Ok(split_by_fractions(&d, 0.7, 0.1, seed)),
+                Some(n) if n < d.len() => {
+                    let train = d.subset(&(0..n).collect::<Vec<_>>());
+                    let test = d.subset(&(n..d.len()).collect::<Vec<_>>());
+                    Ok(Splits::with_test(&train, test, 0.1, seed))
+                }
+                Some(n) => Err(DataError::file(
+                    path,
+                    format!(
+                        "train-rows={n} leaves no test rows: the file has {} samples",
+                        d.len()
+                    ),
+                )),
+            }
         }
         DataSpec::BasicMotions => {
             let (tr, te) = (

@@ -19,6 +19,7 @@ fn csv_err(text: &str) -> String {
     let spec = DataSpec::Csv {
         path: p,
         label_column: None,
+        train_rows: None,
     };
     load(&spec, 1).unwrap_err().to_string()
 }
@@ -52,15 +53,52 @@ fn splits_are_seeded_and_disjoint() {
 }
 
 #[test]
+fn csv_train_rows_keep_the_standard_split() {
+    let dir = tempfile::tempdir().unwrap();
+    let text: String = (0..50).map(|i| format!("{i},{}\n", i % 3)).collect();
+    let p = write(dir.path(), "std.csv", text.as_bytes());
+    let spec: DataSpec = format!("csv:{}:train-rows=40", p.display())
+        .parse()
+        .unwrap();
+    let s = load(&spec, 2).unwrap();
+    // The last 10 rows are the test set, in file order; validation comes out of the first 40.
+    assert_eq!(s.test.len(), 10);
+    assert_eq!(s.train.len() + s.val.len(), 40);
+    let firsts: Vec<f32> = (0..10).map(|i| s.test.sample(i)[0]).collect();
+    assert_eq!(firsts, (40..50).map(|i| i as f32).collect::<Vec<_>>());
+    assert!((0..s.train.len()).all(|i| s.train.sample(i)[0] < 40.0));
+    let too_many: DataSpec = format!("csv:{}:train-rows=50", p.display())
+        .parse()
+        .unwrap();
+    let err = load(&too_many, 2).unwrap_err().to_string();
+    assert!(
+        err.contains("std.csv") && err.contains("no test rows"),
+        "{err}"
+    );
+}
+
+#[test]
 fn spec_parsing() {
     assert_eq!("digits".parse::<DataSpec>().unwrap(), DataSpec::Digits);
     assert_eq!(
         "csv:a/b.csv:label=species".parse::<DataSpec>().unwrap(),
         DataSpec::Csv {
             path: "a/b.csv".into(),
-            label_column: Some("species".into())
+            label_column: Some("species".into()),
+            train_rows: None,
         }
     );
+    assert_eq!(
+        "csv:c:/d.csv:train-rows=7494:label=y"
+            .parse::<DataSpec>()
+            .unwrap(),
+        DataSpec::Csv {
+            path: "c:/d.csv".into(),
+            label_column: Some("y".into()),
+            train_rows: Some(7494),
+        }
+    );
+    assert!("csv:d.csv:train-rows=x".parse::<DataSpec>().is_err());
     assert!(matches!(
         "mnist:/x".parse::<DataSpec>().unwrap(),
         DataSpec::Idx { .. }
@@ -126,6 +164,7 @@ fn corrupt_gzip_is_reported() {
         &DataSpec::Csv {
             path: p,
             label_column: None,
+            train_rows: None,
         },
         1,
     )
