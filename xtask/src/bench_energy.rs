@@ -1,14 +1,17 @@
 //! `cargo xtask bench energy [--fit] [--mnist DIR]`: calibrates and validates the energy cost
 //! model (`bonsai::energy`) against exact instruction counts under QEMU (`-icount`).
 //!
-//! - **Fit set**: microbenchmark models with random weights (single Dense layers of several
-//!   shapes, dense and pruned to 2–30 %, two-layer chains, and chains with a standalone ReLU),
-//!   built and measured on the Cortex-M4 (mps2-an386, thumbv7em) and the Cortex-M0 (microbit,
-//!   thumbv6m) boards. With `--fit` their measurements are fitted by least squares and the table
-//!   `compiler/src/energy/coefficients.toml` is rewritten.
-//! - **Validation set** (never in the fit): trained benchmark models — the digits MLP dense and
-//!   pruned, and with `--mnist` LeNet-300-100 dense and pruned to 2 % — measured as the mean over
-//!   at least 100 real test inputs and compared with the prediction from the table on disk.
+//! - **Fit set**: microbenchmark models with random weights (one and two calls of every kernel:
+//!   Dense layers dense and pruned to 2–30 %, dense, sparse and depthwise convolutions, poolings,
+//!   ReLU, Add, Concat, a small CNN), built and measured on the Cortex-M4 (mps2-an386,
+//!   thumbv7em) and the Cortex-M0 (microbit, thumbv6m) boards. With `--fit` their measurements
+//!   are fitted by least squares and the table `compiler/src/energy/coefficients.toml` is
+//!   rewritten.
+//! - **Validation set** (never in the fit): benchmark models — the digits MLP dense and pruned,
+//!   a digits CNN, and with `--mnist` LeNet-5 (sparse) and LeNet-300-100 dense and pruned to
+//!   2 % — measured as the mean over at least 100 real test inputs and compared with the
+//!   prediction from the table on disk; on the Cortex-M4 also layer by layer, from the board's
+//!   `layer-probes` build.
 //!
 //! Writes `bench/results/energy.json` and the `energy` section of BENCHMARKS.md, including the
 //! sanity ratio against MLPerf Tiny's measured energies on the STM32L4R5.
@@ -57,6 +60,30 @@ struct Results {
     command: String,
     mlperf: Vec<MlperfRow>,
     entries: Vec<EnergyEntry>,
+    /// Held-out models layer by layer (Cortex-M4 `layer-probes` builds).
+    per_layer: Vec<PerLayer>,
+}
+
+/// A held-out model's per-layer prediction against its `layer-probes` build.
+#[derive(Clone, serde::Serialize)]
+struct PerLayer {
+    model: String,
+    target: String,
+    board: String,
+    layers: Vec<LayerCheck>,
+    /// Σ probed layers / the whole-inference count of the build without probes.
+    probe_sum_ratio: f64,
+}
+
+/// One probed layer: the cost model's instructions and the mean measured between its probes.
+#[derive(Clone, serde::Serialize)]
+struct LayerCheck {
+    layer: String,
+    /// Cost-model kernel (`conv_dense`, `max_pool`, ...).
+    kernel: String,
+    insns_predicted: f64,
+    insns_measured: f64,
+    rel_error: f64,
 }
 
 #[derive(Clone, serde::Serialize)]
@@ -244,14 +271,14 @@ fn fit_set() -> Result<Vec<(Model, StoragePolicy)>> {
     let v = |n: usize| vec![n];
     let hwc = |h: usize, w: usize, c: usize| vec![h, w, c];
     let specs: Vec<Spec> = vec![
-        // One dense call: the kernel is inlined into `infer` (fc_dense_inline).
+        // One dense call.
         ("fc-16-8", v(16), vec![L::Fc(8, 1.0, false)], Auto),
         ("fc-64-32", v(64), vec![L::Fc(32, 1.0, true)], Auto),
         ("fc-128-64", v(128), vec![L::Fc(64, 1.0, false)], Auto),
         ("fc-256-16", v(256), vec![L::Fc(16, 1.0, true)], Auto),
         ("fc-32-128", v(32), vec![L::Fc(128, 1.0, false)], Auto),
         ("fc-300-10", v(300), vec![L::Fc(10, 1.0, false)], Auto),
-        // Two or more dense calls: the shared out-of-line kernel (fc_dense).
+        // Two or more dense calls.
         (
             "fc-100-50-10",
             v(100),
@@ -263,13 +290,13 @@ fn fit_set() -> Result<Vec<(Model, StoragePolicy)>> {
         ("fc-256-16-16", v(256), vec![d(16), d(16)], Auto),
         ("fc-32-128-4", v(32), vec![d(128), d(4)], Auto),
         ("fc-300-20-20-10", v(300), vec![d(20), d(20), d(10)], Auto),
-        // One sparse call (fc_sparse_inline).
+        // One sparse call.
         ("sp-256-64-10%", v(256), vec![L::Fc(64, 0.10, true)], Auto),
         ("sp-512-32-5%", v(512), vec![L::Fc(32, 0.05, false)], Auto),
         ("sp-128-128-25%", v(128), vec![L::Fc(128, 0.25, true)], Auto),
         ("sp-784-32-2%", v(784), vec![L::Fc(32, 0.02, false)], Auto),
         ("sp-64-64-30%", v(64), vec![L::Fc(64, 0.30, false)], Auto),
-        // Two or more sparse calls (fc_sparse).
+        // Two or more sparse calls.
         (
             "sp-400-64-10-10%",
             v(400),
@@ -384,6 +411,26 @@ fn fit_set() -> Result<Vec<(Model, StoragePolicy)>> {
             "conv-7x7x6-k2-c12",
             hwc(7, 7, 6),
             vec![conv(2, 1, 0, 12)],
+            Auto,
+        ),
+        // Dense convolutions whose window is read in place (the window spans the input's
+        // width) or by rows (a filter longer than the kernel's gather buffer, 576 bytes).
+        (
+            "conv-8x3x4-k3-c6",
+            hwc(8, 3, 4),
+            vec![conv(3, 1, 0, 6)],
+            Auto,
+        ),
+        (
+            "conv-7x7x72-k3-c4",
+            hwc(7, 7, 72),
+            vec![conv(3, 1, 0, 4)],
+            Auto,
+        ),
+        (
+            "conv-5x5x65-k3p1-c3",
+            hwc(5, 5, 65),
+            vec![conv(3, 1, 1, 3)],
             Auto,
         ),
         // Single calls over larger maps (hundreds of positions, as in a first CNN layer).
@@ -609,9 +656,7 @@ fn fit_set() -> Result<Vec<(Model, StoragePolicy)>> {
             vec![avg(2, 1, 1)],
             Auto,
         ),
-        // Two calls of each window kernel: the shared out-of-line copies (a kernel called once
-        // is inlined into `infer` by LTO and specialised for its constant shape: the `_inline`
-        // variants above).
+        // Two calls of each window kernel.
         (
             "conv2-8x8x2-c8-c8",
             hwc(8, 8, 2),
@@ -845,12 +890,20 @@ struct Cache {
     path: PathBuf,
     runtime: u64,
     map: BTreeMap<String, f64>,
+    /// Per-layer means of `layer-probes` builds (layer name, mean), same keys.
+    layers_path: PathBuf,
+    layers: BTreeMap<String, Vec<(String, f64)>>,
 }
 
 impl Cache {
     fn open(root: &Path) -> Result<Cache> {
         let path = root.join("target/bench/energy/measured.json");
         let map = std::fs::read_to_string(&path)
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or_default();
+        let layers_path = root.join("target/bench/energy/measured-layers.json");
+        let layers = std::fs::read_to_string(&layers_path)
             .ok()
             .and_then(|t| serde_json::from_str(&t).ok())
             .unwrap_or_default();
@@ -862,6 +915,8 @@ impl Cache {
             path,
             runtime: std::hash::Hasher::finish(&h),
             map,
+            layers_path,
+            layers,
         })
     }
 
@@ -876,9 +931,11 @@ impl Cache {
     }
 
     fn save(&self) -> Result<()> {
-        let json = serde_json::to_string_pretty(&self.map)? + "\n";
         std::fs::create_dir_all(self.path.parent().expect("has a parent"))?;
+        let json = serde_json::to_string_pretty(&self.map)? + "\n";
         bonsai::util::write_atomic(&self.path, json.as_bytes())?;
+        let json = serde_json::to_string_pretty(&self.layers)? + "\n";
+        bonsai::util::write_atomic(&self.layers_path, json.as_bytes())?;
         Ok(())
     }
 }
@@ -955,6 +1012,82 @@ fn measure(
     c.map.insert(key, mean);
     c.save()?;
     Ok((lowered, mean))
+}
+
+/// Mean instructions of each layer of `model` in the board's `layer-probes` build (lowered as
+/// [`measure`] lowers a held-out model), outputs checked bit-exact; from `cache` when measured
+/// before.
+fn measure_layers(
+    root: &Path,
+    board: &Board,
+    model: &Model,
+    vectors: &[Vec<i8>],
+    scratch: &Path,
+    cache: &std::sync::Mutex<Cache>,
+) -> Result<Vec<(String, f64)>> {
+    let lowered = lower::lower(model, &LowerOptions::default())?;
+    let key = cache
+        .lock()
+        .expect("not poisoned")
+        .key(board, &lowered, vectors);
+    if let Some(l) = cache.lock().expect("not poisoned").layers.get(&key) {
+        return Ok(l.clone());
+    }
+    std::fs::create_dir_all(scratch)?;
+    let vpath = std::path::absolute(scratch.join(format!("vectors-{}.bin", board.name)))?;
+    bonsai::vectors::write(&vpath, model.input_len(), vectors)?;
+    let elf = flow::build_probe_firmware(root, board, model, &vpath)?;
+    let run = flow::run_firmware(board, &elf, Duration::from_secs(900))
+        .with_context(|| format!("{} on {} (layer-probes)", model.name, board.name))?;
+    flow::compare(
+        &format!("{} on {} (layer-probes)", model.name, board.name),
+        &flow::reference_outputs(model, vectors)?,
+        &run.outputs,
+    )?;
+    let means = flow::mean_layer_insns(&run);
+    if means.is_empty() || means.len() != run.layer_names.len() {
+        bail!(
+            "{} on {}: the layer-probes build reported {} layer counts for {} layer names",
+            model.name,
+            board.name,
+            means.len(),
+            run.layer_names.len()
+        );
+    }
+    let layers: Vec<(String, f64)> = run.layer_names.into_iter().zip(means).collect();
+    let mut c = cache.lock().expect("not poisoned");
+    c.layers.insert(key, layers.clone());
+    c.save()?;
+    Ok(layers)
+}
+
+/// The cost model's per-layer prediction of `model` against the probed means.
+fn per_layer_check(
+    model: &Model,
+    label: &str,
+    lowered: &lower::LoweredCrate,
+    target: Target,
+    probed: &[(String, f64)],
+    coeffs: &Coefficients,
+) -> Result<Vec<LayerCheck>> {
+    let work = energy::model_work(model, lowered)?;
+    probed
+        .iter()
+        .map(|(name, measured)| {
+            let w = work
+                .iter()
+                .find(|w| &w.name == name)
+                .with_context(|| format!("{label}: probed layer {name} is not a model node"))?;
+            let predicted = energy::cost::layer_insns(w, coeffs, target)?;
+            Ok(LayerCheck {
+                layer: name.clone(),
+                kernel: w.kernel.into(),
+                insns_predicted: predicted,
+                insns_measured: *measured,
+                rel_error: (predicted - measured) / measured,
+            })
+        })
+        .collect()
 }
 
 fn random_vectors(n_in: usize, n: usize, seed: u64) -> Vec<Vec<i8>> {
@@ -1451,6 +1584,7 @@ pub fn bench(root: &Path, fit: bool, mnist: Option<&Path>, command: &str) -> Res
     }
 
     // ---- validation set: trained models, real test inputs ----
+    let mut per_layer = Vec::new();
     for held in held_out(root, mnist) {
         let (model, vectors) = match &held.source {
             Source::Synth(opts) => {
@@ -1491,6 +1625,31 @@ pub fn bench(root: &Path, fit: bool, mnist: Option<&Path>, command: &str) -> Res
                 "validate {} on {}: {mean:.1} instructions ({n} inputs)",
                 held.label, board.name
             );
+            // Per-layer counts need the probe hook, which the Cortex-M4 board defines.
+            if target == Target::Thumbv7em {
+                let probed = measure_layers(
+                    root,
+                    board,
+                    &model,
+                    &vectors[..n],
+                    &scratch.join(board.name),
+                    &cache,
+                )?;
+                per_layer.push(PerLayer {
+                    model: held.label.clone(),
+                    target: target.as_str().into(),
+                    board: board.name.into(),
+                    layers: per_layer_check(
+                        &model,
+                        &held.label,
+                        &lowered,
+                        target,
+                        &probed,
+                        &coeffs,
+                    )?,
+                    probe_sum_ratio: probed.iter().map(|(_, m)| m).sum::<f64>() / mean,
+                });
+            }
             entries.extend(entries_for(
                 &model,
                 &held.label,
@@ -1552,6 +1711,7 @@ pub fn bench(root: &Path, fit: bool, mnist: Option<&Path>, command: &str) -> Res
         command: command.into(),
         mlperf,
         entries,
+        per_layer,
     };
     let json = serde_json::to_string_pretty(&results)? + "\n";
     bonsai::util::write_atomic(&root.join("bench/results/energy.json"), json.as_bytes())?;
@@ -1612,6 +1772,7 @@ fn table(r: &Results, c: &Coefficients) -> String {
             e.energy_uj_max
         );
     }
+    t += &layer_tables(&r.per_layer);
     t += "\n### Fit set (microbenchmarks, random weights, 16 random inputs)\n\n\
           | model | target | insns predicted | insns measured | residual |\n|---|---|---:|---:|---:|\n";
     let mut seen = std::collections::BTreeSet::new();
@@ -1671,6 +1832,41 @@ fn table(r: &Results, c: &Coefficients) -> String {
         100.0 * kws.depthwise_share,
         kws.depthwise_insns_per_mac,
     );
+    t
+}
+
+/// The held-out models layer by layer.
+fn layer_tables(per_layer: &[PerLayer]) -> String {
+    let mut t = String::from(
+        "\n### Held-out models per layer (Cortex-M4)\n\n\
+         Measured: a separate build of the same lowering with the board's `layer-probes` feature \
+         (the generated `infer` calls an opaque probe before its first layer and after each layer \
+         that executes code; per layer, the mean over the same inputs of the instructions between \
+         two probes, the probe's own cost subtracted, outputs bit-exact). The probes change the \
+         code around them, so the whole-inference figures above come from the build without \
+         them; *probe sum* is Σ layers / that whole-inference count. Predicted: the layer's terms \
+         of the cost model (`infer`'s own frame is not a layer).\n",
+    );
+    for p in per_layer {
+        t += &format!(
+            "\n**{}** ({}, probe sum {:.2}% of the whole inference)\n\n\
+             | layer | kernel | insns predicted | insns measured | error |\n\
+             |---|---|---:|---:|---:|\n",
+            p.model,
+            p.target,
+            100.0 * p.probe_sum_ratio
+        );
+        for l in &p.layers {
+            t += &format!(
+                "| `{}` | {} | {:.0} | {:.1} | {} |\n",
+                l.layer,
+                l.kernel,
+                l.insns_predicted,
+                l.insns_measured,
+                pct(l.rel_error)
+            );
+        }
+    }
     t
 }
 

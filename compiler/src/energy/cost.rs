@@ -5,8 +5,12 @@
 //!    - `fc_dense`: rows and MACs; `fc_sparse`: rows and stored entries (fillers included, since
 //!      a filler runs the same loop body);
 //!    - `conv_dense` (`conv2d_s8`): positions, filters × positions; for interior windows the
-//!      `kh` row dot products per filter, split into 4-byte words (`quad_in`, SMLAD on thumbv7em)
-//!      and the byte tail (`tail_in`); for border windows taps and MACs (`tap_b`, `mac_b`);
+//!      dot products per filter (`row_in`: one over the whole window, or `kh` over its rows when
+//!      the filter is longer than the kernel's gather buffer, see
+//!      `bonsai_rt::kernels::conv2d::WindowLayout`), split into 4-byte words (`quad_in`, SMLAD
+//!      on thumbv7em) and the byte tail (`tail_in`), and the rows and bytes gathered per
+//!      position (`gather_row`, `gather_byte`); for border windows taps and MACs (`tap_b`,
+//!      `mac_b`);
 //!    - `conv_sparse` (`conv2d_sparse_s8`): positions, filters × positions, entries × interior
 //!      and × border positions, and the kernel-row crossings of the column walk (`cross`);
 //!    - `dw_conv` (`depthwise_conv2d_s8`): positions, channels × positions, interior rows and
@@ -16,9 +20,9 @@
 //!    - `add`, `relu` (plus `copy`, `copy_elem` when the ReLU copies its input first): elements;
 //!      `concat`: copied and requantized parts and elements; `flatten`: nothing (no code).
 //!
-//!    A kernel called from one place only is inlined by LTO and specialised for that layer's
-//!    constant shapes, which changes its cost by up to ±40 %: it is counted as its `_inline`
-//!    variant (see [`model_work`]).
+//!    Every layer kernel is one out-of-line function whatever the model (bonsai-rt's `kernels`
+//!    docs, *One compiled copy per kernel*), so one set of coefficients per kernel describes
+//!    every call: a kernel called once is neither inlined nor specialised for its layer.
 //! 2. **Instructions**: Σ coefficient × trip count, with the fitted [`Coefficients`].
 //! 3. **Cycles**: each unit's instructions split into classes by its [`Mix`], times the device's
 //!    `[min, max]` cycles per class; plus flash wait states: on a part without an instruction
@@ -70,8 +74,8 @@ pub struct LayerWork {
     pub name: String,
     /// IR op (`Dense`, `Conv2d`, `MaxPool`, ...) or `infer`.
     pub op: String,
-    /// Cost-model kernel (`fc_dense`, `conv_sparse_inline`, `max_pool`, `flatten`, ... see the
-    /// module docs) or `infer`.
+    /// Cost-model kernel (`fc_dense`, `conv_sparse`, `max_pool`, `flatten`, ... see the module
+    /// docs) or `infer`.
     pub kernel: &'static str,
     /// Trip counts, `(feature, count)`.
     pub counts: Vec<(&'static str, f64)>,
@@ -269,7 +273,6 @@ pub fn model_work(model: &Model, lowered: &LoweredCrate) -> Result<Vec<LayerWork
         };
         out.push(w);
     }
-    inline_single_calls(&mut out);
     out.push(LayerWork {
         index: None,
         name: "infer".into(),
@@ -339,6 +342,8 @@ fn relu_copies(model: &Model, lowered: &LoweredCrate) -> Vec<usize> {
 /// visits only the clipped window's rows and taps.
 #[derive(Clone, Copy, Debug, PartialEq)]
 struct Windows {
+    /// The runtime's view of the geometry (what `conv2d_s8` chooses its window layout from).
+    shape: bonsai_rt::kernels::shape::Shape2d,
     kh: usize,
     kw: usize,
     in_c: usize,
@@ -390,6 +395,20 @@ impl Windows {
         let positions = (out_h * out_w) as f64;
         let interior = (full_y * full_x) as f64;
         Windows {
+            shape: bonsai_rt::kernels::shape::Shape2d {
+                in_h,
+                in_w,
+                in_c,
+                out_h,
+                out_w,
+                out_c,
+                kernel_h: kernel[0],
+                kernel_w: kernel[1],
+                stride_h: stride[0],
+                stride_w: stride[1],
+                pad_top: padding[0],
+                pad_left: padding[1],
+            },
             kh: kernel[0],
             kw: kernel[1],
             in_c,
@@ -405,27 +424,44 @@ impl Windows {
 
 type Counts = Vec<(&'static str, f64)>;
 
-/// `conv2d_s8`: interior windows run `kh` row dot products per filter (on thumbv7em SMLAD over
-/// 4-byte words of the `kw·in_c` row segment, then a byte tail; filters in pairs), border
-/// windows run a per-tap loop (a dot product over `in_c`, or the filter's sum times the zero
-/// point for a tap in the padding).
+/// `conv2d_s8`: interior windows run dot products per filter (on thumbv7em SMLAD over 4-byte
+/// words, then a byte tail; filters in pairs) over runs of the window: the whole `kh·kw·in_c`
+/// window, read in place or gathered once per position into a buffer, or its `kh` rows of
+/// `kw·in_c` bytes when the filter is longer than the buffer (`WindowLayout`). Border windows
+/// run a per-tap loop (a dot product over `in_c`, or the filter's sum times the zero point for
+/// a tap in the padding).
 fn conv_dense_counts(g: &Windows) -> (&'static str, Counts, usize) {
+    use bonsai_rt::kernels::conv2d::{window_layout, WindowLayout};
     let f = g.out_c as f64;
     let seg = g.kw * g.in_c;
-    let k_len = (g.kh * seg) as f64;
-    let rows_in = g.interior * f * g.kh as f64;
+    let k_len = g.kh * seg;
+    let layout = window_layout(&g.shape);
+    let (runs, run) = match layout {
+        WindowLayout::Rows => (g.kh, seg),
+        WindowLayout::Contiguous | WindowLayout::Gathered => (1, k_len),
+    };
+    let runs_in = g.interior * f * runs as f64;
     let taps_b = g.border * f * (g.kh * g.kw) as f64;
-    let counts = vec![
+    let mut counts = vec![
         ("call", 1.0),
         ("pos", g.positions),
         ("filt", g.positions * f),
-        ("row_in", rows_in),
-        ("quad_in", rows_in * (seg / 4) as f64),
-        ("tail_in", rows_in * (seg % 4) as f64),
-        ("tap_b", taps_b),
-        ("mac_b", taps_b * g.in_c as f64),
+        ("row_in", runs_in),
+        ("quad_in", runs_in * (run / 4) as f64),
+        ("tail_in", runs_in * (run % 4) as f64),
     ];
-    ("conv_dense", counts, (g.positions * f * k_len) as usize)
+    if layout == WindowLayout::Gathered {
+        counts.extend([
+            ("gather_row", g.interior * g.kh as f64),
+            ("gather_byte", g.interior * k_len as f64),
+        ]);
+    }
+    counts.extend([("tap_b", taps_b), ("mac_b", taps_b * g.in_c as f64)]);
+    (
+        "conv_dense",
+        counts,
+        (g.positions * f * k_len as f64) as usize,
+    )
 }
 
 /// `conv2d_sparse_s8`: every filter's delta-CSR entries once per output position, with the
@@ -486,38 +522,6 @@ fn pool_counts(g: &Windows) -> Counts {
         ("welem", g.sum_count * c),
     ]
 }
-
-/// A kernel the generated `infer` calls from one place only is inlined into it by LTO and
-/// specialised for that layer's constant shapes (loops unrolled or not, different register
-/// allocation): measured, its cost per MAC differs from the shared out-of-line copy by up to
-/// ±20 %, and its call overhead disappears. Such layers use the `_inline` variant of the kernel,
-/// with its own fitted coefficients and no `call` term.
-fn inline_single_calls(work: &mut [LayerWork]) {
-    for (kernel, inline) in INLINED {
-        let calls = work.iter().filter(|w| w.kernel == kernel).count();
-        if calls != 1 {
-            continue;
-        }
-        let w = work
-            .iter_mut()
-            .find(|w| w.kernel == kernel)
-            .expect("counted above");
-        w.kernel = inline;
-        w.counts.retain(|(f, _)| *f != "call");
-    }
-}
-
-/// Kernels measured both as a shared out-of-line copy and inlined (one call site), with the
-/// name of the inlined variant.
-const INLINED: [(&str, &str); 7] = [
-    ("fc_dense", "fc_dense_inline"),
-    ("fc_sparse", "fc_sparse_inline"),
-    ("conv_dense", "conv_dense_inline"),
-    ("conv_sparse", "conv_sparse_inline"),
-    ("dw_conv", "dw_conv_inline"),
-    ("max_pool", "max_pool_inline"),
-    ("avg_pool", "avg_pool_inline"),
-];
 
 /// Predicted instructions of one layer on `target`.
 pub fn layer_insns(

@@ -30,9 +30,13 @@
 //! `out_c` rows of `kernel_h · kernel_w · in_c` (the compiler computes it ahead of time). The
 //! fast kernel splits output positions in two:
 //!
-//! * **interior** windows (entirely inside the input): `kernel_h` contiguous dot products of
-//!   `kernel_w · in_c` bytes each (an HWC input row and an OHWI filter row line up), no bounds
-//!   or padding tests;
+//! * **interior** windows (entirely inside the input): dot products of the window with each
+//!   filter, no bounds or padding tests. An HWC input row and an OHWI filter row line up, so the
+//!   window is `kernel_h` runs of `kernel_w · in_c` bytes; how they reach the dot product is the
+//!   shape's [`WindowLayout`]: already one run of `K` bytes in the input, gathered once per
+//!   position into a `K`-byte stack buffer (so that each filter costs one long dot product
+//!   instead of `kernel_h` short ones, whose set-up dominated for small `kernel_w · in_c`), or,
+//!   for `K` > [`GATHER_MAX`], `kernel_h` dot products per filter;
 //! * **border** windows: per tap, a dot product of `in_c` bytes when inside, `zp · Σ w` when
 //!   padded.
 //!
@@ -42,6 +46,37 @@ use core::num::NonZeroUsize;
 
 use super::shape::{Clip, Dims, Shape2d};
 use crate::requant::requantize;
+
+/// Longest filter `K = kernel_h · kernel_w · in_c` whose interior windows [`conv2d_s8`] gathers
+/// into a stack buffer (3×3×64: the widest 3×3 convolution of the MLPerf Tiny models). The
+/// buffer is this long whatever the layer, so it bounds the kernel's stack use.
+pub const GATHER_MAX: usize = 576;
+
+/// How [`conv2d_s8`] presents an interior window to its dot products (see the
+/// [module docs](self)); [`window_layout`] says which a shape gets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WindowLayout {
+    /// The window's rows are adjacent in the input (`kernel_h = 1`, or a window as wide as the
+    /// input): one dot product of `K` bytes per filter, read in place.
+    Contiguous,
+    /// `K ≤` [`GATHER_MAX`]: the `kernel_h` rows are copied into a buffer once per position,
+    /// then one dot product of `K` bytes per filter.
+    Gathered,
+    /// `kernel_h` dot products of `kernel_w · in_c` bytes per filter.
+    Rows,
+}
+
+/// The [`WindowLayout`] of `s`'s interior windows.
+pub fn window_layout(s: &Shape2d) -> WindowLayout {
+    let seg = s.kernel_w.saturating_mul(s.in_c);
+    if s.kernel_h <= 1 || s.kernel_w >= s.in_w {
+        WindowLayout::Contiguous
+    } else if s.kernel_h.saturating_mul(seg) <= GATHER_MAX {
+        WindowLayout::Gathered
+    } else {
+        WindowLayout::Rows
+    }
+}
 
 /// A convolution layer's constant data; the code generator emits one as a `static`.
 ///
@@ -80,6 +115,10 @@ struct Checked {
     k_len: NonZeroUsize,
     in_c: NonZeroUsize,
     out_c: NonZeroUsize,
+    layout: WindowLayout,
+    /// The length of the runs an interior window is presented in: `k_len`, or `seg` for
+    /// [`WindowLayout::Rows`].
+    run: NonZeroUsize,
 }
 
 /// `Ok(None)`: a shape without taps (every output is the requantized bias); `Err`: bad lengths.
@@ -105,13 +144,22 @@ fn check(p: &Conv2dParams, input: &[i8], output: &[i8]) -> Result<Option<Checked
     }
     let nz = NonZeroUsize::new;
     Ok(match (nz(seg), nz(k_len), nz(s.in_c), nz(s.out_c)) {
-        (Some(seg), Some(k_len), Some(in_c), Some(out_c)) => Some(Checked {
-            d,
-            seg,
-            k_len,
-            in_c,
-            out_c,
-        }),
+        (Some(seg), Some(k_len), Some(in_c), Some(out_c)) => {
+            let layout = window_layout(s);
+            Some(Checked {
+                d,
+                seg,
+                k_len,
+                in_c,
+                out_c,
+                layout,
+                run: if layout == WindowLayout::Rows {
+                    seg
+                } else {
+                    k_len
+                },
+            })
+        }
         _ => None,
     })
 }
@@ -124,7 +172,10 @@ fn check(p: &Conv2dParams, input: &[i8], output: &[i8]) -> Result<Option<Checked
 /// On targets with the DSP extension ([`DSP_FAST_PATHS`](super::DSP_FAST_PATHS): thumbv7em,
 /// i.e. Cortex-M4/M7) interior windows run a `SXTB16`/`SMLAD` loop over two output channels at
 /// a time; everywhere else this is [`conv2d_s8_portable`]. Both give identical outputs.
+#[inline(never)]
 pub fn conv2d_s8(p: &Conv2dParams, input: &[i8], output: &mut [i8]) {
+    // One compiled copy for every layer (see the `kernels` module docs).
+    let (p, input, output) = core::hint::black_box((p, input, output));
     #[cfg(bonsai_dsp)]
     conv2d_s8_dsp(p, input, output);
     #[cfg(not(bonsai_dsp))]
@@ -143,7 +194,7 @@ pub fn conv2d_s8_portable(p: &Conv2dParams, input: &[i8], output: &mut [i8]) {
             .zip(p.weights.chunks_exact(ch.k_len.get()))
         {
             let mut acc = b;
-            for (rows, wrow) in window.clone().zip(filter.chunks_exact(ch.seg.get())) {
+            for (rows, wrow) in window.clone().zip(filter.chunks_exact(ch.run.get())) {
                 acc = acc.wrapping_add(dot_s8(rows, wrow));
             }
             *o = requantize(acc, m, s, p.output_offset, p.act_min, p.act_max);
@@ -169,8 +220,8 @@ pub(crate) fn conv2d_s8_dsp(p: &Conv2dParams, input: &[i8], output: &mut [i8]) {
             match (channels.next(), filters.next()) {
                 (Some((((o1, &b1), &m1), &s1)), Some(f1)) => {
                     let (mut a0, mut a1) = (b0, b1);
-                    let rows = window.clone().zip(f0.chunks_exact(ch.seg.get()));
-                    for ((x, w0), w1) in rows.zip(f1.chunks_exact(ch.seg.get())) {
+                    let rows = window.clone().zip(f0.chunks_exact(ch.run.get()));
+                    for ((x, w0), w1) in rows.zip(f1.chunks_exact(ch.run.get())) {
                         (a0, a1) = dot2(x, w0, w1, a0, a1);
                     }
                     *o0 = q(a0, m0, s0);
@@ -178,7 +229,7 @@ pub(crate) fn conv2d_s8_dsp(p: &Conv2dParams, input: &[i8], output: &mut [i8]) {
                 }
                 _ => {
                     let mut a0 = b0;
-                    for (x, w0) in window.clone().zip(f0.chunks_exact(ch.seg.get())) {
+                    for (x, w0) in window.clone().zip(f0.chunks_exact(ch.run.get())) {
                         a0 = dot1(x, w0, a0);
                     }
                     *o0 = q(a0, m0, s0);
@@ -189,7 +240,8 @@ pub(crate) fn conv2d_s8_dsp(p: &Conv2dParams, input: &[i8], output: &mut [i8]) {
     });
 }
 
-/// The input rows of an interior window: `kernel_h` slices of `kernel_w · in_c` bytes.
+/// The runs of an interior window: `kernel_h` input rows of `kernel_w · in_c` bytes, or the
+/// whole window as one run ([`WindowLayout`]).
 #[derive(Clone)]
 struct WindowRows<'a> {
     input: &'a [i8],
@@ -254,6 +306,8 @@ fn run(
     let Some(output) = output.get_mut(..ch.d.output_len) else {
         return;
     };
+    // Only the `Gathered` layout writes it; one buffer for every layer bounds the stack use.
+    let mut gathered = [0i8; GATHER_MAX];
     let mut pixels = output.chunks_exact_mut(ch.out_c.get());
     for oy in 0..s.out_h {
         for ox in 0..s.out_w {
@@ -261,17 +315,36 @@ fn run(
                 return;
             };
             let clip = s.clip(oy, ox);
-            if clip.is_interior(s) {
-                let rows = WindowRows {
-                    input,
-                    next: clip.input_index(s, 0, 0),
-                    left: s.kernel_h,
-                    seg: ch.seg.get(),
-                    in_row: ch.d.in_row,
-                };
-                interior(&ch, rows, out);
-            } else {
+            if !clip.is_interior(s) {
                 border(p, &ch, &clip, input, out);
+                continue;
+            }
+            let rows = WindowRows {
+                input,
+                next: clip.input_index(s, 0, 0),
+                left: s.kernel_h,
+                seg: ch.seg.get(),
+                in_row: ch.d.in_row,
+            };
+            let whole = |input, next| WindowRows {
+                input,
+                next,
+                left: 1,
+                seg: ch.k_len.get(),
+                in_row: 0,
+            };
+            match ch.layout {
+                WindowLayout::Rows => interior(&ch, rows, out),
+                WindowLayout::Contiguous => interior(&ch, whole(input, rows.next), out),
+                WindowLayout::Gathered => {
+                    let dst = gathered.get_mut(..ch.k_len.get()).unwrap_or(&mut []);
+                    for (d, row) in dst.chunks_exact_mut(ch.seg.get()).zip(rows) {
+                        for (d, &x) in d.iter_mut().zip(row) {
+                            *d = x;
+                        }
+                    }
+                    interior(&ch, whole(&gathered[..], 0), out);
+                }
             }
         }
     }
@@ -362,6 +435,8 @@ mod tests {
     use crate::testgen::{check_conv2d, Scratch};
     use proptest::prelude::*;
     use std::boxed::Box;
+    use std::vec;
+    use std::vec::Vec;
 
     const ONE: (i32, i32) = (1 << 30, 1); // ×1.0
 
@@ -432,6 +507,77 @@ mod tests {
         let mut out = [99i8; 9];
         conv2d_s8(&p, &[1; 8], &mut out);
         assert_eq!(out, [99; 9]);
+    }
+
+    /// The generated cases (`testgen`) have `K ≤ 512`; this covers every [`WindowLayout`],
+    /// including `Rows` (`K >` [`GATHER_MAX`]), with and without padding.
+    #[test]
+    fn every_window_layout_equals_reference() {
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (seed >> 33) as u32
+        };
+        // (in_h, in_w, in_c, kernel, stride, pad, out_c, layout)
+        let cases = [
+            (6, 6, 3, 1, 1, 0, 5, WindowLayout::Contiguous),
+            (5, 4, 6, 3, 1, 0, 3, WindowLayout::Gathered),
+            (4, 3, 7, 3, 1, 1, 4, WindowLayout::Contiguous),
+            (9, 9, 2, 5, 2, 2, 7, WindowLayout::Gathered),
+            (8, 8, 64, 3, 1, 1, 3, WindowLayout::Gathered),
+            (7, 7, 65, 3, 1, 1, 3, WindowLayout::Rows),
+            (6, 7, 30, 5, 1, 0, 5, WindowLayout::Rows),
+            (5, 5, 50, 4, 1, 2, 2, WindowLayout::Rows),
+        ];
+        for (in_h, in_w, in_c, k, st, pad, out_c, layout) in cases {
+            let out = |n: usize| (n + 2 * pad - k) / st + 1;
+            let shape = Shape2d {
+                in_h,
+                in_w,
+                in_c,
+                out_h: out(in_h),
+                out_w: out(in_w),
+                out_c,
+                kernel_h: k,
+                kernel_w: k,
+                stride_h: st,
+                stride_w: st,
+                pad_top: pad,
+                pad_left: pad,
+            };
+            assert_eq!(window_layout(&shape), layout, "{shape:?}");
+            let k_len = k * k * in_c;
+            let mut byte = || (next() % 255) as i8 - 127 + 1;
+            let input: Vec<i8> = (0..in_h * in_w * in_c).map(|_| byte()).collect();
+            let weights: Vec<i8> = (0..out_c * k_len).map(|_| byte().max(-127)).collect();
+            let bias: Vec<i32> = (0..out_c).map(|o| o as i32 * 1000 - 1500).collect();
+            let input_offset = 7;
+            let mut folded = vec![0; out_c];
+            crate::kernels::fully_connected::fold_bias(&weights, &bias, input_offset, &mut folded);
+            let p = Conv2dParams {
+                shape,
+                weights: &weights,
+                folded_bias: &folded,
+                multiplier: &vec![1 << 30; out_c],
+                shift: &vec![-6; out_c],
+                input_offset,
+                output_offset: -3,
+                act_min: -128,
+                act_max: 127,
+            };
+            let n = shape.out_h * shape.out_w * out_c;
+            let mut expected = vec![0i8; n];
+            conv2d_s8_reference(&p, &bias, &input, &mut expected);
+            // The outputs must not all saturate, or the comparison would prove little.
+            assert!(expected.iter().any(|&v| v != -128 && v != 127), "{shape:?}");
+            for run in [conv2d_s8_portable, conv2d_s8_dsp, conv2d_s8] {
+                let mut got = vec![0i8; n];
+                run(&p, &input, &mut got);
+                assert_eq!(got, expected, "{shape:?}");
+            }
+        }
     }
 
     proptest! {

@@ -67,7 +67,10 @@ pub struct SparseConv2dParams<'a> {
 /// documented, or if the shape's sizes overflow. Channels are computed for
 /// `o < min(out_c, weights.out_len(), folded_bias.len(), multiplier.len(), shift.len())`.
 /// Debug builds assert all documented lengths.
+#[inline(never)]
 pub fn conv2d_sparse_s8(p: &SparseConv2dParams, input: &[i8], output: &mut [i8]) {
+    // One compiled copy for every layer (see the `kernels` module docs).
+    let (p, input, output) = core::hint::black_box((p, input, output));
     let s = &p.shape;
     let Some(d) = s.dims() else {
         return;

@@ -51,7 +51,10 @@ pub struct DepthwiseConv2dParams<'a> {
 ///
 /// If a slice is shorter than documented, `out_c` is not a multiple of `in_c`, or the shape's
 /// sizes overflow, nothing is written (debug builds assert).
+#[inline(never)]
 pub fn depthwise_conv2d_s8(p: &DepthwiseConv2dParams, input: &[i8], output: &mut [i8]) {
+    // One compiled copy for every layer (see the `kernels` module docs).
+    let (p, input, output) = core::hint::black_box((p, input, output));
     let s = &p.shape;
     let Some(d) = s.dims() else {
         return;

@@ -39,7 +39,10 @@ pub struct FcParams<'a> {
 /// i.e. Cortex-M4/M7) this runs a `SXTB16`/`SMLAD` loop that computes two output channels per
 /// pass over the input; everywhere else it is [`fully_connected_s8_portable`]. Both give
 /// identical outputs.
+#[inline(never)]
 pub fn fully_connected_s8(p: &FcParams, input: &[i8], output: &mut [i8]) {
+    // One compiled copy for every layer (see the `kernels` module docs).
+    let (p, input, output) = core::hint::black_box((p, input, output));
     #[cfg(bonsai_dsp)]
     fully_connected_s8_dsp(p, input, output);
     #[cfg(not(bonsai_dsp))]

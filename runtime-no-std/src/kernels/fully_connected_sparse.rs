@@ -369,7 +369,10 @@ pub struct SparseFcParams<'a> {
 /// Cost on thumbv7em under QEMU `-icount`: 5 instructions per entry in the pair loop (see
 /// [`row_dot_pairs`]) plus the per-row work (row set-up, requantization, store); thumbv6m 10 per
 /// entry.
+#[inline(never)]
 pub fn fully_connected_sparse_s8(p: &SparseFcParams, input: &[i8], output: &mut [i8]) {
+    // One compiled copy for every layer (see the `kernels` module docs).
+    let (p, input, output) = core::hint::black_box((p, input, output));
     let m = &p.weights;
     debug_assert!(input.len() >= m.in_len, "input shorter than in_len");
     debug_assert_eq!(m.out_len(), output.len(), "rows");

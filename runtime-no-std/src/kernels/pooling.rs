@@ -101,7 +101,10 @@ fn run(
 
 /// Max pooling (formula in the [module docs](self)). Writes nothing if a slice is shorter
 /// than documented, `out_c != in_c`, or the shape's sizes overflow.
+#[inline(never)]
 pub fn max_pool_s8(p: &PoolParams, input: &[i8], output: &mut [i8]) {
+    // One compiled copy for every layer (see the `kernels` module docs).
+    let (p, input, output) = core::hint::black_box((p, input, output));
     let s = &p.shape;
     run(p, input, output, |in_c, clip, c| {
         clamp(fold_window(s, in_c, clip, c, input, -128, i32::max), p)
@@ -110,7 +113,10 @@ pub fn max_pool_s8(p: &PoolParams, input: &[i8], output: &mut [i8]) {
 
 /// Average pooling (formula and rounding in the [module docs](self)). Writes nothing if a
 /// slice is shorter than documented, `out_c != in_c`, or the shape's sizes overflow.
+#[inline(never)]
 pub fn avg_pool_s8(p: &PoolParams, input: &[i8], output: &mut [i8]) {
+    // One compiled copy for every layer (see the `kernels` module docs).
+    let (p, input, output) = core::hint::black_box((p, input, output));
     let s = &p.shape;
     run(p, input, output, |in_c, clip, c| {
         let sum = fold_window(s, in_c, clip, c, input, 0, |a, x| a + x);
