@@ -10,6 +10,7 @@ pub mod onnx;
 pub mod pipeline;
 pub mod quant;
 pub mod report;
+pub mod search;
 pub mod synth;
 pub mod train;
 pub mod util;

@@ -23,6 +23,10 @@ struct Cli {
 enum Command {
     /// Train, quantize and lower a model: writes model.json, model/ (crate), vectors.bin, summary.json.
     Synthesize(SynthArgs),
+    /// Architecture search (STEERAGE or random) under a device's flash/RAM/energy limits, then
+    /// grow-and-prune of the winner: writes what synthesize writes plus search.json and the
+    /// Pareto front (pareto.json, pareto.svg). Resumable (--state).
+    Search(bonsai::search::cli::SearchArgs),
     /// Print a model's nodes, parameters (total / nonzero) and MACs.
     Inspect { model: PathBuf },
     /// Export a model to ONNX (float graph, or with --int8 a QDQ graph of the quantized model).
@@ -158,6 +162,41 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 );
             }
             println!("wrote {}", out.display());
+        }
+        Command::Search(args) => {
+            let job = args.to_job()?;
+            let r = bonsai::search::job::run(&job)?;
+            let o = &r.outcome;
+            let s = &r.summary;
+            println!(
+                "{} search: {} candidates trained now ({} in all), best {} (val {:.2}%)",
+                o.method.as_str(),
+                o.evaluated_now,
+                o.evaluations.len() + o.heldout.len(),
+                o.best.candidate.key(),
+                100.0 * o.best.metrics.val_accuracy
+            );
+            if let Some(q) = &o.predictor {
+                println!(
+                    "predictor on {} held-out candidates: Spearman {} (90% CI {})",
+                    q.n_heldout,
+                    q.spearman.map_or("–".into(), |v| format!("{v:.3}")),
+                    q.spearman_ci
+                        .map_or("–".into(), |(a, b)| format!("{a:.3}–{b:.3}"))
+                );
+            }
+            println!(
+                "shipped ({:?}): int8 test accuracy {:.2}%, {} nonzero params, weights {} B, arena {} B, {} µJ; {:.1} s",
+                s.method,
+                100.0 * s.int8_test_accuracy,
+                s.params_nonzero,
+                s.weight_bytes,
+                s.arena_bytes,
+                s.energy_uj
+                    .map_or("?".into(), |e| format!("{:.2}–{:.2}", e.min, e.max)),
+                r.wall_seconds
+            );
+            println!("wrote {}", job.synth.out.display());
         }
         Command::Inspect { model } => {
             let m = Model::load(&model)?;

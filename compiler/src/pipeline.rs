@@ -371,7 +371,7 @@ impl OutputFiles {
     }
 }
 
-fn spinner(show: bool, len: u64, what: &str) -> ProgressBar {
+pub fn spinner(show: bool, len: u64, what: &str) -> ProgressBar {
     if !show {
         return ProgressBar::hidden();
     }
@@ -399,6 +399,44 @@ pub fn int8_accuracy(q: &Model, s: &Samples) -> anyhow::Result<f64> {
     Ok(correct as f64 / s.len().max(1) as f64)
 }
 
+/// A dataset loaded, split and preprocessed: what every training run of a job reads.
+pub struct Prepared {
+    /// The dataset's name (`Dataset::name`).
+    pub name: String,
+    /// The training split as loaded (raw features), for seeds that fit to it.
+    pub train_raw: data::Dataset,
+    pub preprocess: Preprocess,
+    pub train: Samples,
+    pub val: Samples,
+    /// Only for final figures: nothing decides on it.
+    pub test: Samples,
+}
+
+impl Prepared {
+    /// What a seed or search candidate needs to know about the data.
+    pub fn data_shape(&self) -> seed_file::DataShape {
+        seed_file::DataShape {
+            sample_shape: self.train_raw.sample_shape.clone(),
+            class_names: self.train_raw.class_names.clone(),
+            preprocess: self.preprocess.clone(),
+        }
+    }
+}
+
+/// Loads `spec` with the fixed splits of `seed` and applies the preprocessing fitted on train.
+pub fn prepare(spec: &DataSpec, seed: u64) -> anyhow::Result<Prepared> {
+    let splits = data::load(spec, seed)?;
+    let pre = data::fit_preprocess(spec, &splits.train);
+    Ok(Prepared {
+        name: splits.train.name.clone(),
+        train: Samples::from_dataset(&splits.train, &pre),
+        val: Samples::from_dataset(&splits.val, &pre),
+        test: Samples::from_dataset(&splits.test, &pre),
+        preprocess: pre,
+        train_raw: splits.train,
+    })
+}
+
 /// Runs the whole job. Nothing is written until every step has succeeded, and each file is
 /// written atomically, so a failure never leaves a partial output behind.
 pub fn synthesize(opts: &SynthOptions) -> anyhow::Result<Summary> {
@@ -406,15 +444,10 @@ pub fn synthesize(opts: &SynthOptions) -> anyhow::Result<Summary> {
     // Resolve the device first: a typo should not cost a training run.
     let devices = energy::devices_with(&opts.device_files)?;
     let device = energy::find(&devices, &opts.device)?.clone();
-    let seed_value = opts.train.seed;
-    let splits = data::load(&opts.data, seed_value)?;
-    let pre = data::fit_preprocess(&opts.data, &splits.train);
-    let train_s = Samples::from_dataset(&splits.train, &pre);
-    let val_s = Samples::from_dataset(&splits.val, &pre);
-    let test_s = Samples::from_dataset(&splits.test, &pre);
-    let input_len = splits.train.n_features();
+    let data = prepare(&opts.data, opts.train.seed)?;
 
-    let (mut model, seed_arch, reference) = build_seed(opts, &splits.train, pre, &train_s)?;
+    let (mut model, seed_arch, reference) =
+        build_seed(opts, &data.train_raw, data.preprocess.clone(), &data.train)?;
     let sched = Schedule {
         reference_weights: Some(reference),
         ..opts.schedule.clone()
@@ -424,8 +457,8 @@ pub fn synthesize(opts: &SynthOptions) -> anyhow::Result<Summary> {
     let mut epochs = 0;
     let result = schedule::synthesize(
         &mut model,
-        &train_s,
-        &val_s,
+        &data.train,
+        &data.val,
         &opts.train,
         &sched,
         |line| pb.println(format!("  {line}")),
@@ -439,21 +472,59 @@ pub fn synthesize(opts: &SynthOptions) -> anyhow::Result<Summary> {
             pb.inc(1);
         },
     )?;
-    let val_accuracy = result.val_accuracy;
-    pb.finish_with_message(format!("val acc {:.2}%", 100.0 * val_accuracy));
+    pb.finish_with_message(format!("val acc {:.2}%", 100.0 * result.val_accuracy));
+    finish(
+        opts,
+        &device,
+        &data,
+        &model,
+        &result,
+        Trained {
+            method: sched.method,
+            seed_arch,
+            epochs,
+            start,
+        },
+    )
+}
 
+/// How the model handed to [`finish`] came to be (recorded in `summary.json`).
+pub struct Trained {
+    pub method: Method,
+    pub seed_arch: String,
+    /// Training epochs run in all.
+    pub epochs: usize,
+    /// When the job started (for `wall_seconds`).
+    pub start: Instant,
+}
+
+/// The tail every job shares: quantize the trained float `model` (calibrated on train),
+/// measure it on the test split, lower it, estimate its energy on `device`, check
+/// `opts.budgets`, then write model.json, the model crate, the test vectors and summary.json
+/// into `opts.out`. Nothing is written unless every step succeeded.
+pub fn finish(
+    opts: &SynthOptions,
+    device: &energy::Device,
+    data: &Prepared,
+    model: &Model,
+    result: &schedule::SynthResult,
+    how: Trained,
+) -> anyhow::Result<Summary> {
+    let (train_s, val_s, test_s) = (&data.train, &data.val, &data.test);
+    let input_len = data.train_raw.n_features();
+    let val_accuracy = result.val_accuracy;
     let calib: Vec<Vec<f32>> = (0..train_s.len().min(opts.calibration_samples))
         .map(|i| train_s.row(i).to_vec())
         .collect();
     let input_quant = data::fixed_input_quant(&opts.data);
-    let q = quant::quantize_with_input(&model, &calib, input_quant)?;
+    let q = quant::quantize_with_input(model, &calib, input_quant)?;
     let mut trajectory = Vec::new();
     for p in &result.trajectory {
         let (f, i, n) = if opts.curve {
             let pq = quant::quantize_with_input(&p.model, &calib, input_quant)?;
             (
-                Some(train::float_accuracy(&p.model, &test_s)),
-                Some(int8_accuracy(&pq, &test_s)?),
+                Some(train::float_accuracy(&p.model, test_s)),
+                Some(int8_accuracy(&pq, test_s)?),
                 Some(pq.stats().params_nonzero),
             )
         } else {
@@ -469,8 +540,8 @@ pub fn synthesize(opts: &SynthOptions) -> anyhow::Result<Summary> {
             int8_params_nonzero: n,
         });
     }
-    let float_acc = train::float_accuracy(&model, &test_s);
-    let int8_acc = int8_accuracy(&q, &test_s)?;
+    let float_acc = train::float_accuracy(model, test_s);
+    let int8_acc = int8_accuracy(&q, test_s)?;
 
     let lowered = lower::lower(&q, &lower::LowerOptions::default())?;
     let n_vec = test_s.len().min(opts.max_vectors);
@@ -479,7 +550,7 @@ pub fn synthesize(opts: &SynthOptions) -> anyhow::Result<Summary> {
         .collect();
     let labels: Vec<u32> = test_s.y[..n_vec].to_vec();
 
-    let est = energy::estimate_builtin(&q, &lowered, &device)
+    let est = energy::estimate_builtin(&q, &lowered, device)
         .context("cannot estimate the energy per inference")?;
     energy::check_budgets(
         &opts.budgets,
@@ -494,7 +565,7 @@ pub fn synthesize(opts: &SynthOptions) -> anyhow::Result<Summary> {
 
     let stats = q.stats();
     let summary = Summary {
-        dataset: splits.train.name.clone(),
+        dataset: data.name.clone(),
         n_train: train_s.len(),
         n_val: val_s.len(),
         n_test: test_s.len(),
@@ -512,12 +583,12 @@ pub fn synthesize(opts: &SynthOptions) -> anyhow::Result<Summary> {
         insns_per_inference: None,
         firmware_elf: None,
         board: None,
-        seed: seed_value,
-        method: sched.method,
-        seed_arch,
-        epochs,
+        seed: opts.train.seed,
+        method: how.method,
+        seed_arch: how.seed_arch,
+        epochs: how.epochs,
         n_vectors: n_vec,
-        wall_seconds: start.elapsed().as_secs_f64(),
+        wall_seconds: how.start.elapsed().as_secs_f64(),
         device: Some(device.name.clone()),
         energy_uj: Some(est.energy_uj),
         latency_us: Some(est.latency_us),

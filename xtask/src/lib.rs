@@ -6,6 +6,7 @@ pub mod bench_boards;
 pub mod bench_energy;
 pub mod bench_onnx;
 pub mod bench_runtime;
+pub mod bench_search;
 pub mod bench_synth;
 pub mod firmware;
 pub mod flow;

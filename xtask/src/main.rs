@@ -31,6 +31,8 @@ enum Cmd {
         args: Box<SynthArgs>,
         #[arg(long, default_value = "qemu-mps2-an386")]
         board: String,
+        #[command(flatten)]
+        search: Box<SearchFlags>,
     },
     /// Build a board's firmware around a synthesized model and print its flash/RAM use. Hardware
     /// boards (nucleo-f401re, nrf52840-dk, rp-pico) take an IMU model (--data basicmotions).
@@ -90,6 +92,11 @@ enum BenchCmd {
         #[arg(long, default_value_t = 1)]
         jobs: usize,
     },
+    /// Architecture search (issue 7): STEERAGE and random search on MNIST under a device's
+    /// flash/RAM budget, the shipped models and Pareto-front points measured under QEMU, against
+    /// a pruned seed architecture (LeNet-5); writes bench/results/search-<method>.json.
+    // Boxed: the search options are much larger than the other benches'.
+    Search(Box<SearchBench>),
     /// Hardware board crates built around the BasicMotions model: flash/RAM per board.
     Boards {
         /// A synthesize output directory with an IMU model (default: synthesize one).
@@ -125,6 +132,50 @@ enum BenchCmd {
     },
 }
 
+/// `cargo xtask synthesize --search`.
+#[derive(clap::Args)]
+struct SearchFlags {
+    /// Architecture search first: steerage or random (`bonsai search`); --method is then the
+    /// local search on the winner (dense, prune, nest).
+    #[arg(long)]
+    search: Option<String>,
+    #[command(flatten)]
+    tuning: bonsai::search::cli::SearchTuning,
+}
+
+/// `cargo xtask bench search`.
+#[derive(clap::Args)]
+struct SearchBench {
+    /// Directory with MNIST's gzipped IDX files (e.g. ../shared/data/mnist).
+    #[arg(long, conflicts_with = "data")]
+    mnist: Option<PathBuf>,
+    /// Any other dataset (`--data` of synthesize), e.g. digits for a smoke run.
+    #[arg(long)]
+    data: Option<String>,
+    /// Methods, comma separated.
+    #[arg(long, value_delimiter = ',', default_value = "steerage,random")]
+    method: Vec<String>,
+    #[command(flatten)]
+    tuning: bonsai::search::cli::SearchTuning,
+    #[arg(long, default_value = "stm32l4r5")]
+    device: String,
+    #[arg(long, default_value_t = 64.0)]
+    flash_budget_kb: f64,
+    #[arg(long, default_value_t = 16.0)]
+    ram_budget_kb: f64,
+    #[arg(long)]
+    energy_budget_uj: Option<f64>,
+    /// Seed architecture of the baseline (trained, then pruned to fit the budget).
+    #[arg(long, default_value = "models/seeds/lenet-5.toml")]
+    baseline_seed: PathBuf,
+    /// No baseline run.
+    #[arg(long)]
+    no_baseline: bool,
+    /// Measure only the shipped model under QEMU, not the Pareto-front architectures.
+    #[arg(long)]
+    no_front_qemu: bool,
+}
+
 fn main() {
     if let Err(e) = run(Cli::parse()) {
         eprintln!("error: {e:#}");
@@ -135,12 +186,29 @@ fn main() {
 fn run(cli: Cli) -> Result<()> {
     let root = flow::root();
     match cli.command {
-        Cmd::Synthesize { args, board } => {
+        Cmd::Synthesize {
+            args,
+            board,
+            search,
+        } => {
             let board = firmware::board(&board)?;
             firmware::ensure_targets()?;
-            let opts = args.to_options()?;
+            let s = match &search.search {
+                Some(method) => {
+                    let job =
+                        bonsai::search::cli::job_from_synth_args(&args, method, &search.tuning)?;
+                    let r = bonsai::search::job::run(&job)?;
+                    println!(
+                        "{method} search: best {} (val {:.2}%), {} candidates trained now",
+                        r.outcome.best.candidate.key(),
+                        100.0 * r.outcome.best.metrics.val_accuracy,
+                        r.outcome.evaluated_now
+                    );
+                    r.summary
+                }
+                None => bonsai::pipeline::synthesize(&args.to_options()?)?,
+            };
             let out = args.out;
-            let s = bonsai::pipeline::synthesize(&opts)?;
             println!(
                 "{}: float test accuracy {:.2}%, int8 {:.2}% on {} test samples; {} params, {} MACs",
                 s.dataset,
@@ -178,7 +246,10 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Bench { what } => {
             if matches!(
                 what,
-                BenchCmd::Pipeline { .. } | BenchCmd::Boards { .. } | BenchCmd::Runtime { .. }
+                BenchCmd::Pipeline { .. }
+                    | BenchCmd::Boards { .. }
+                    | BenchCmd::Runtime { .. }
+                    | BenchCmd::Search { .. }
             ) {
                 firmware::ensure_targets()?;
                 qemu::ensure_qemu()?;
@@ -222,6 +293,38 @@ fn run(cli: Cli) -> Result<()> {
                         command: &command,
                     },
                 )?,
+                BenchCmd::Search(b) => {
+                    let SearchBench {
+                        mnist,
+                        data,
+                        method,
+                        tuning,
+                        device,
+                        flash_budget_kb,
+                        ram_budget_kb,
+                        energy_budget_uj,
+                        baseline_seed,
+                        no_baseline,
+                        no_front_qemu,
+                    } = *b;
+                    let data = match (mnist, data) {
+                        (Some(dir), _) => format!("mnist:{}", dir.display()),
+                        (None, Some(d)) => d,
+                        (None, None) => bail!("give --mnist DIR (or --data SPEC)"),
+                    };
+                    let args = xtask::bench_search::BenchArgs {
+                        data,
+                        methods: method,
+                        tuning,
+                        device,
+                        flash_kb: flash_budget_kb,
+                        ram_kb: ram_budget_kb,
+                        energy_uj: energy_budget_uj,
+                        baseline_seed: (!no_baseline).then(|| root.join(baseline_seed)),
+                        no_front_qemu,
+                    };
+                    xtask::bench_search::bench(&root, &args, &command)?
+                }
                 BenchCmd::Onnx { mnist, import } => {
                     xtask::bench_onnx::bench(&root, mnist.as_deref(), import.as_deref(), &command)?
                 }
