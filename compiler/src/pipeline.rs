@@ -177,6 +177,12 @@ pub struct ScheduleArgs {
     /// Neurons grown per hidden layer and growth step (0: connection growth only).
     #[arg(long, default_value_t = 8)]
     pub grow_neurons: usize,
+    /// Feature maps grown per conv layer and growth step (0: none).
+    #[arg(long, default_value_t = 2)]
+    pub grow_maps: usize,
+    /// Random candidate kernels tried per grown feature map (the lowest-loss one is kept).
+    #[arg(long, default_value_t = 4)]
+    pub map_candidates: usize,
     /// Neuron growth: fraction β of (input, output) pairs a new neuron may connect.
     #[arg(long, default_value_t = 0.02)]
     pub neuron_beta: f64,
@@ -250,6 +256,12 @@ impl SynthArgs {
                     beta: self.schedule.neuron_beta,
                     alpha_birth: self.schedule.alpha_birth,
                     per_layer: self.schedule.grow_neurons,
+                    ..Default::default()
+                },
+                maps: crate::synth::grow_maps::MapGrowth {
+                    per_layer: self.schedule.grow_maps,
+                    candidates: self.schedule.map_candidates,
+                    alpha_birth: self.schedule.alpha_birth,
                     ..Default::default()
                 },
                 regrow_fraction: self.schedule.regrow_fraction,

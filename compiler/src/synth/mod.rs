@@ -3,6 +3,7 @@
 //! removal, and the schedules that combine them.
 
 pub mod grow;
+pub mod grow_maps;
 pub mod nest;
 pub mod prune;
 pub mod reduce;

@@ -10,6 +10,7 @@
 //! kept. Only the validation split is ever consulted.
 
 use super::grow::{self, NeuronGrowth};
+use super::grow_maps::{self, MapGrowth};
 use super::{nest, prune, reduce, scann, surgery};
 use crate::ir::Model;
 use crate::train::{self, EpochLog, Samples, TrainConfig, TrainError};
@@ -86,6 +87,8 @@ pub struct Schedule {
     pub grow_rounds: usize,
     /// Neuron growth (NeST, SCANN A and B); `per_layer = 0` disables it.
     pub neurons: NeuronGrowth,
+    /// Feature-map growth of conv layers (NeST); `per_layer = 0` disables it.
+    pub maps: MapGrowth,
     /// Connections regrown by gradient each pruning round, as a fraction of the nonzeros: SCANN
     /// C grows them before pruning; NeST prunes past the goal by this share and regrows it.
     pub regrow_fraction: f64,
@@ -109,6 +112,7 @@ impl Default for Schedule {
             grow_fraction: 0.1,
             grow_rounds: 1,
             neurons: NeuronGrowth::default(),
+            maps: MapGrowth::default(),
             regrow_fraction: 0.1,
             reference_weights: None,
             final_epochs: 0,
@@ -225,6 +229,14 @@ impl<L: FnMut(String), E: FnMut(&EpochLog)> Run<'_, L, E> {
             } else {
                 0
             };
+            let maps = grow_maps::grow_maps(
+                model,
+                self.train_s,
+                &MapGrowth {
+                    seed: self.retrain.seed.wrapping_add(g as u64),
+                    ..s.maps.clone()
+                },
+            );
             let grads = grow::weight_gradients(
                 model,
                 self.train_s,
@@ -234,8 +246,13 @@ impl<L: FnMut(String), E: FnMut(&EpochLog)> Run<'_, L, E> {
             let conns = nest::grow_connections(model, &grads, s.grow_fraction);
             let retrain = self.retrain.clone();
             let val = self.train(model, &retrain)?;
+            let maps = if maps > 0 {
+                format!(", +{maps} maps")
+            } else {
+                String::new()
+            };
             self.record(
-                format!("grow {g}: +{neurons} neurons, +{conns} connections"),
+                format!("grow {g}: +{neurons} neurons{maps}, +{conns} connections"),
                 model,
                 val,
             );

@@ -286,7 +286,7 @@ fn remove_dead_neurons(model: &mut Model, k: usize) -> usize {
 }
 
 /// How a conv's channel reaches a weighted layer.
-enum ConvReader {
+pub(crate) enum ConvReader {
     /// A (non-depthwise) conv reading the channel as its input channel.
     Conv { node: usize, padded: bool },
     /// A Dense reading it through Flatten: columns `p * channels + c` for `p < positions`.
@@ -297,13 +297,13 @@ enum ConvReader {
     },
 }
 
-struct ConvReaders {
-    readers: Vec<ConvReader>,
+pub(crate) struct ConvReaders {
+    pub readers: Vec<ConvReader>,
     /// The constant `c` becomes `f(c)` on its way (a Relu between).
-    relu: bool,
+    pub relu: bool,
 }
 
-fn conv_readers(model: &Model, tensor: TensorId) -> Option<ConvReaders> {
+pub(crate) fn conv_readers(model: &Model, tensor: TensorId) -> Option<ConvReaders> {
     let mut acc = ConvReaders {
         readers: vec![],
         relu: false,
@@ -353,14 +353,14 @@ fn collect_conv_readers(model: &Model, tensor: TensorId, acc: &mut ConvReaders) 
     Some(())
 }
 
-fn conv(model: &Model, node: usize) -> &crate::ir::Conv2d {
+pub(crate) fn conv(model: &Model, node: usize) -> &crate::ir::Conv2d {
     match &model.nodes[node].op {
         Op::Conv2d(c) => c,
         _ => unreachable!("conv_readers only lists Conv2d"),
     }
 }
 
-fn conv_mut(model: &mut Model, node: usize) -> &mut crate::ir::Conv2d {
+pub(crate) fn conv_mut(model: &mut Model, node: usize) -> &mut crate::ir::Conv2d {
     match &mut model.nodes[node].op {
         Op::Conv2d(c) => c,
         _ => unreachable!("conv_readers only lists Conv2d"),
@@ -472,6 +472,92 @@ fn remove_filter(model: &mut Model, k: usize, readers: &[ConvReader], o: usize) 
     c.bias.remove(o);
     c.out_channels -= 1;
     refresh_shapes(model);
+}
+
+/// Appends a filter (`weight`/`mask`: `fan_in` values, OHWI order) with `bias` to conv `k` and
+/// gives every reader a dormant (zero, masked) input for it: the new channel is the last one, so
+/// a conv reader gets one more weight at the end of every (o, h, w) group and a Flatten-Dense
+/// reader a column after each position's channels. The model computes what it did before.
+pub(crate) fn add_filter(
+    model: &mut Model,
+    k: usize,
+    readers: &[ConvReader],
+    weight: &[f32],
+    mask: &[bool],
+    bias: f32,
+) {
+    for r in readers {
+        match *r {
+            ConvReader::Conv { node, .. } => {
+                let rc = conv_mut(model, node);
+                let cin = rc.in_channels;
+                let (mut w, mut m) = (Vec::new(), Vec::new());
+                for (i, &v) in rc.weight.iter().enumerate() {
+                    w.push(v);
+                    m.push(rc.mask.get(i));
+                    if i % cin == cin - 1 {
+                        w.push(0.0);
+                        m.push(false);
+                    }
+                }
+                rc.weight = w;
+                rc.mask = Mask::from_bools(m);
+                rc.in_channels += 1;
+            }
+            ConvReader::Flat {
+                node,
+                positions,
+                channels,
+            } => {
+                let d = dense_mut(model, node);
+                let zeros = vec![0.0; d.out_features];
+                let off = vec![false; d.out_features];
+                // Ascending: each insertion lands after the earlier ones.
+                for p in 0..positions {
+                    insert_column(d, p * (channels + 1) + channels, &zeros, &off);
+                }
+            }
+        }
+    }
+    let c = conv_mut(model, k);
+    c.weight.extend_from_slice(weight);
+    let mut m = c.mask.as_slice().to_vec();
+    m.extend_from_slice(mask);
+    c.mask = Mask::from_bools(m);
+    c.bias.push(bias);
+    c.out_channels += 1;
+    refresh_shapes(model);
+}
+
+/// Weight indices through which the readers see channel `ch` of a conv with `channels` output
+/// channels, per reader (in `readers` order).
+pub(crate) fn channel_inputs(
+    model: &Model,
+    readers: &[ConvReader],
+    ch: usize,
+    channels: usize,
+) -> Vec<Vec<usize>> {
+    readers
+        .iter()
+        .map(|r| match *r {
+            ConvReader::Conv { node, .. } => {
+                let rc = conv(model, node);
+                (0..rc.weight.len())
+                    .filter(|i| i % rc.in_channels == ch)
+                    .collect()
+            }
+            ConvReader::Flat {
+                node, positions, ..
+            } => {
+                let d = dense(model, node);
+                (0..d.out_features)
+                    .flat_map(|row| {
+                        (0..positions).map(move |p| row * d.in_features + p * channels + ch)
+                    })
+                    .collect()
+            }
+        })
+        .collect()
 }
 
 /// Hidden Dense layers whose width may change: ReLU-activated (or not) Dense nodes whose

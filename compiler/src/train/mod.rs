@@ -184,6 +184,41 @@ pub fn float_accuracy(model: &Model, s: &Samples) -> f64 {
     correct as f64 / s.len() as f64
 }
 
+/// Mean cross-entropy of the float model over the first `max` samples (batched forward on the
+/// plain flex device): what growth compares candidates by.
+pub fn mean_loss(model: &Model, s: &Samples, max: usize) -> f64 {
+    let n = s.len().min(max);
+    if n == 0 {
+        return 0.0;
+    }
+    let device = Device::flex();
+    let (net, masks) = Net::from_model(model, &device);
+    let n_out = model.output_len();
+    let mut total = 0.0f64;
+    for start in (0..n).step_by(EVAL_BATCH) {
+        let end = (start + EVAL_BATCH).min(n);
+        let x = Tensor::<2>::from_data(
+            TensorData::new(
+                s.x[start * s.dim..end * s.dim].to_vec(),
+                [end - start, s.dim],
+            ),
+            &device,
+        );
+        let logits = net
+            .forward(model, &masks, x)
+            .into_data()
+            .try_to_vec::<f32>()
+            .expect("f32 logits");
+        for (z, &y) in logits.chunks(n_out).zip(&s.y[start..end]) {
+            // log-sum-exp with the max taken out, in f64.
+            let m = z.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b)) as f64;
+            let lse = m + z.iter().map(|&v| (v as f64 - m).exp()).sum::<f64>().ln();
+            total += lse - z[y as usize] as f64;
+        }
+    }
+    total / n as f64
+}
+
 /// Samples per forward pass when evaluating.
 const EVAL_BATCH: usize = 256;
 
