@@ -24,13 +24,16 @@ use crate::kernels::depthwise_conv2d::{
     depthwise_conv2d_s8, depthwise_conv2d_s8_reference, DepthwiseConv2dParams,
 };
 use crate::kernels::fully_connected::{fold_bias, fully_connected_s8_reference, FcParams};
-use crate::kernels::fully_connected_sparse::{RowLens, SparseMatrix};
+use crate::kernels::fully_connected_sparse::{
+    fully_connected_sparse_s8_reference, ChannelQuant, RowLens, SparseFcParams, SparseMatrix,
+};
 use crate::kernels::pooling::{
     avg_pool_s8, avg_pool_s8_reference, max_pool_s8, max_pool_s8_reference, PoolParams,
 };
 use crate::kernels::shape::Shape2d;
 
-/// Largest input of a case, elements (8 × 8 × 16 for pooling).
+/// Largest input of a case, elements (8 × 8 × 16 for pooling; the sparse fully connected
+/// layer's widest).
 pub const MAX_IN: usize = 1024;
 /// Largest weight tensor, elements (8 filters of 8 × 8 × 16).
 pub const MAX_W: usize = 8192;
@@ -89,6 +92,7 @@ pub struct Scratch {
     folded: [i32; MAX_C],
     multiplier: [i32; MAX_C],
     shift: [i32; MAX_C],
+    channels: [ChannelQuant; MAX_C],
     fast: [i8; MAX_OUT],
     reference: [i8; MAX_OUT],
 }
@@ -108,6 +112,7 @@ impl Scratch {
             folded: [0; MAX_C],
             multiplier: [0; MAX_C],
             shift: [0; MAX_C],
+            channels: [ChannelQuant::new(0, 0, 0); MAX_C],
             fast: [0; MAX_OUT],
             reference: [0; MAX_OUT],
         }
@@ -154,6 +159,8 @@ pub struct CaseInfo {
     pub empty_rows: usize,
     /// Sparse filler entries `(0, 255)`.
     pub fillers: usize,
+    /// Some sparse row has more than 255 entries (only `u16` row lengths hold it).
+    pub long_rows: bool,
 }
 
 fn compare(
@@ -431,6 +438,7 @@ fn info(c: &ConvCase, fillers: usize) -> CaseInfo {
         border,
         empty_rows: c.empty_rows,
         fillers,
+        long_rows: false,
     }
 }
 
@@ -626,6 +634,152 @@ pub fn check_conv2d_sparse(seed: u64, s: &mut Scratch) -> Result<CaseInfo, Misma
         )?;
     }
     Ok(info(&c, fillers))
+}
+
+/// A failure of the case set-up itself (not of a kernel), reported like a mismatch.
+fn setup_error(kernel: &'static str, seed: u64) -> Mismatch {
+    Mismatch {
+        kernel,
+        seed,
+        shape: None,
+        len: 0,
+        index: 0,
+        expected: 0,
+        actual: 0,
+    }
+}
+
+/// A sparse fully connected layer: `fast` (the kernel under test, e.g.
+/// [`fully_connected_sparse_s8`](crate::kernels::fully_connected_sparse::fully_connected_sparse_s8),
+/// whose inner loop is the SXTB16 two-entries path on the Cortex-M4) against
+/// [`fully_connected_s8_reference`] on the dense weights and
+/// [`fully_connected_sparse_s8_reference`] on the encoded ones, with `u16` row lengths and,
+/// when every row fits, `u8` ones.
+///
+/// Shapes: 1..=96 inputs, or (a third of the cases) 256..=1024, where gaps need one to four
+/// filler entries; as many outputs (up to 48) as fit [`MAX_W`] weights. Weights as
+/// [`check_fc`]'s (densities from empty to dense, empty rows, first-and-last-column rows),
+/// or (a quarter of the cases) rows with nonzeros only around the filler boundaries, columns
+/// 0, 254..=256, 509..=511, 764..=766 and the last, so that gaps of exactly 255 and 256 columns
+/// and runs of fillers come up all the time. Row lengths odd and even (the pair loop's tail).
+pub fn check_fc_sparse(
+    seed: u64,
+    s: &mut Scratch,
+    fast: fn(&SparseFcParams, &[i8], &mut [i8]),
+) -> Result<CaseInfo, Mismatch> {
+    let r = &mut Rng(seed);
+    let n_in = match r.range(0, 5) {
+        0 => r.urange(1, 8),
+        1 | 2 => r.urange(256, MAX_IN),
+        _ => r.urange(1, 96),
+    };
+    let n_out = r.urange(1, MAX_C.min(MAX_W / n_in));
+    fill_i8(r, &mut s.input[..n_in]);
+    let w = &mut s.weights[..n_in * n_out];
+    let mut empty_rows = fill_weights(r, w, n_out);
+    if r.chance(1, 4) {
+        const COLS: [usize; 10] = [0, 254, 255, 256, 509, 510, 511, 764, 765, 766];
+        w.fill(0);
+        empty_rows = 0;
+        for row in w.chunks_mut(n_in) {
+            for (j, v) in row.iter_mut().enumerate() {
+                if (COLS.contains(&j) || j + 1 == n_in) && r.chance(1, 3) {
+                    *v = r.range(-127, 127) as i8;
+                }
+            }
+            empty_rows += usize::from(row.iter().all(|&v| v == 0));
+        }
+    }
+    fill_requant(r, s, n_out);
+    let (input_offset, output_offset, act_min, act_max) = fill_offsets(r);
+    let w = &s.weights[..n_in * n_out];
+    fold_bias(w, &s.bias[..n_out], input_offset, &mut s.folded[..n_out]);
+    fully_connected_s8_reference(
+        &s.input[..n_in],
+        w,
+        &s.bias[..n_out],
+        input_offset,
+        &s.multiplier[..n_out],
+        &s.shift[..n_out],
+        output_offset,
+        act_min,
+        act_max,
+        &mut s.reference[..n_out],
+    );
+    for o in 0..n_out {
+        s.channels[o] = ChannelQuant::new(s.folded[o], s.multiplier[o], s.shift[o]);
+    }
+    let Some((n_entries, fillers)) = encode_sparse(w, n_in, &mut s.entries, &mut s.lens16[..n_out])
+    else {
+        return Err(setup_error(
+            "fully_connected_sparse_s8 (case does not fit the scratch)",
+            seed,
+        ));
+    };
+    let fits_u8 = s.lens16[..n_out].iter().all(|&n| n <= 255);
+    for (l8, &l16) in s.lens8.iter_mut().zip(&s.lens16[..n_out]) {
+        *l8 = l16 as u8;
+    }
+    for wide in [true, false] {
+        if !wide && !fits_u8 {
+            continue;
+        }
+        let lens = if wide {
+            RowLens::U16(&s.lens16[..n_out])
+        } else {
+            RowLens::U8(&s.lens8[..n_out])
+        };
+        let Ok(m) = SparseMatrix::try_new(n_in, &s.entries[..n_entries], lens) else {
+            return Err(setup_error(
+                "fully_connected_sparse_s8 (encoder produced an invalid matrix)",
+                seed,
+            ));
+        };
+        // The sparse reference reads the encoding the way the format defines it.
+        s.fast[..n_out].fill(0x55);
+        fully_connected_sparse_s8_reference(
+            &s.input[..n_in],
+            &m,
+            &s.bias[..n_out],
+            input_offset,
+            &s.multiplier[..n_out],
+            &s.shift[..n_out],
+            output_offset,
+            act_min,
+            act_max,
+            &mut s.fast[..n_out],
+        );
+        compare(
+            "fully_connected_sparse_s8_reference",
+            seed,
+            None,
+            &s.fast[..n_out],
+            &s.reference[..n_out],
+        )?;
+        let p = SparseFcParams {
+            weights: m,
+            channels: &s.channels[..n_out],
+            output_offset,
+            act_min,
+            act_max,
+        };
+        s.fast[..n_out].fill(0x55);
+        fast(&p, &s.input[..n_in], &mut s.fast[..n_out]);
+        compare(
+            "fully_connected_sparse_s8",
+            seed,
+            None,
+            &s.fast[..n_out],
+            &s.reference[..n_out],
+        )?;
+    }
+    Ok(CaseInfo {
+        outputs: n_out,
+        empty_rows,
+        fillers,
+        long_rows: !fits_u8,
+        ..CaseInfo::default()
+    })
 }
 
 fn gen_pool(r: &mut Rng, s: &mut Scratch) -> PoolParams {

@@ -44,6 +44,8 @@ import onnxruntime as ort
 DTYPES = {"float32": np.dtype("<f4"), "int8": np.dtype("i1")}
 # A float difference counts as "exact" / "one LSB" in LSB units with this slack for f32 rounding.
 LSB_SLACK = 1e-3
+# Samples per onnxruntime run.
+BATCH = 500
 
 
 def read_raw(path, dtype, rows, cols):
@@ -109,7 +111,11 @@ def check_one(spec, base):
         so = ort.SessionOptions()
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
         sess = ort.InferenceSession(path, sess_options=so, providers=["CPUExecutionProvider"])
-        (out,) = sess.run(None, {sess.get_inputs()[0].name: x})
+        name = sess.get_inputs()[0].name
+        # In batches: a whole MNIST test set at once would hold gigabytes of float
+        # intermediates in an unoptimized QDQ CNN.
+        outs = [sess.run(None, {name: x[i : i + BATCH]})[0] for i in range(0, n, BATCH)]
+        out = np.concatenate(outs) if outs else np.zeros((0, n_out), ref.dtype)
         if out.shape != ref.shape or out.dtype != ref.dtype:
             raise ValueError(
                 f"output {out.dtype}{list(out.shape)}, expected {ref.dtype}{list(ref.shape)}"

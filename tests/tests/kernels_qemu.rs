@@ -1,7 +1,7 @@
 //! bonsai-rt's kernels on a Cortex-M4 under QEMU (mps2-an386): builds
 //! `firmware-examples/qemu-kernel-harness`, which runs 10,000 seeded cases per kernel (the
 //! shared generator `bonsai_rt::testgen`) comparing every fast path, the SXTB16/SMLAD ones
-//! included, with its reference, and counts the instructions of the dense fully connected and
+//! (the sparse fully connected layer's two-entries loop among them) included, with its reference, and counts the instructions of the dense fully connected and
 //! convolution kernels, portable against DSP.
 //!
 //! QEMU is required under CI (`CI` set): the test then fails without it. Elsewhere a missing
@@ -14,13 +14,14 @@ use std::time::Duration;
 
 use xtask::{firmware, flow, qemu};
 
-const KERNELS: [&str; 9] = [
+const KERNELS: [&str; 10] = [
     "fully_connected_s8",
     "fully_connected_s8_portable",
     "conv2d_s8",
     "conv2d_s8_portable",
     "depthwise_conv2d_s8",
     "conv2d_sparse_s8",
+    "fully_connected_sparse_s8",
     "max_pool_s8",
     "avg_pool_s8",
     "add_s8",

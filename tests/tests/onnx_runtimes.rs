@@ -1,6 +1,10 @@
-//! Issue #6: the ONNX exports of the digits models — the default MLP and a small trained CNN
-//! (conv/maxpool/conv/avgpool/flatten/dense, [`bench_onnx::DIGITS_CNN_SEED`]) — checked by
-//! independent runtimes on the whole test split. The float graph, the QDQ graph with float IO
+//! Issue #6: the ONNX exports of the benchmark models checked by independent runtimes on a whole
+//! test split: the digits MLP and a small trained CNN (conv/maxpool/conv/avgpool/flatten/dense,
+//! [`bench_onnx::DIGITS_CNN_SEED`]); the BasicMotions IMU model of the boards; LeNet-5 (Caffe
+//! variant) and the sparse LeNet-300-100 from their seed files, with seeded weights pruned to
+//! the benchmark densities and the digits as 28×28 images; and the imported PyTorch MNIST CNN
+//! pruned to 10 %, which needs the developer's shared data (`../shared/data` or
+//! `$BONSAI_SHARED_DATA`) and is skipped where it is missing (CI, users' machines). The float graph, the QDQ graph with float IO
 //! and the QDQ graph with int8 IO go through tract and through `onnx.checker` (full check) +
 //! onnxruntime (graph optimizations off) in a venv under `target/onnx-venv`, created on first
 //! use. Without Python 3 or pip these tests fail, saying what is missing: they are never skipped.
@@ -127,4 +131,128 @@ fn digits_cnn_exports_agree_with_references_in_onnxruntime_and_tract() {
     eprintln!("{}: float test accuracy {:.2}%", case.name, 100.0 * acc);
     assert!(acc > 0.8, "digits CNN float test accuracy {acc:.3}");
     check_exports(&case, &dir.path().join("onnx"));
+}
+
+/// Training epochs (before and again after pruning) of the seed-file models on the 28×28
+/// digits: enough for outputs that mean something, few enough for CI.
+const LENET5_EPOCHS: usize = 2;
+const LENET_300_100_EPOCHS: usize = 3;
+
+/// Common checks of a 28×28 digits case: the model is `kinds` in order, pruned to about
+/// `density`, trained (well above chance), and its test split is the digits'.
+fn check_seeded(case: &bench_onnx::Case, kinds: &[&str], density: f64) {
+    let got: Vec<&str> = case.model.nodes.iter().map(|n| n.op.kind()).collect();
+    assert_eq!(got, kinds);
+    let d = bonsai::synth::prune::density(&case.model);
+    let acc = bonsai::train::float_accuracy(&case.model, &case.inputs);
+    eprintln!(
+        "{}: density {d:.4}, float test accuracy {:.2}%",
+        case.name,
+        100.0 * acc
+    );
+    assert!((d - density).abs() < 0.1 * density, "density {d}");
+    assert!(acc > 0.8, "float test accuracy {acc:.3}");
+    assert!(
+        case.inputs.len() >= 300,
+        "test split of {}",
+        case.inputs.len()
+    );
+}
+
+#[test]
+fn lenet5_sparse_exports_agree_with_references_in_onnxruntime_and_tract() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = flow::root();
+    let sets = bench_onnx::digits_28x28(1).unwrap();
+    let case = bench_onnx::seeded_case(
+        &bench_onnx::seed_path(&root, "lenet-5"),
+        &sets,
+        bench_onnx::LENET5_DENSITY,
+        LENET5_EPOCHS,
+        5,
+    )
+    .unwrap();
+    check_seeded(
+        &case,
+        &[
+            "Conv2d", "MaxPool", "Conv2d", "MaxPool", "Flatten", "Dense", "Dense",
+        ],
+        bench_onnx::LENET5_DENSITY,
+    );
+    assert_eq!(case.model.stats().params_total, 431_080);
+    check_exports(&case, dir.path());
+}
+
+#[test]
+fn lenet_300_100_sparse_exports_agree_with_references_in_onnxruntime_and_tract() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = flow::root();
+    let sets = bench_onnx::digits_28x28(1).unwrap();
+    let case = bench_onnx::seeded_case(
+        &bench_onnx::seed_path(&root, "lenet-300-100"),
+        &sets,
+        bench_onnx::LENET_300_100_DENSITY,
+        LENET_300_100_EPOCHS,
+        3,
+    )
+    .unwrap();
+    check_seeded(
+        &case,
+        &["Dense", "Dense", "Dense"],
+        bench_onnx::LENET_300_100_DENSITY,
+    );
+    assert_eq!(case.model.stats().params_total, 266_610);
+    check_exports(&case, dir.path());
+}
+
+#[test]
+fn basicmotions_exports_agree_with_references_in_onnxruntime_and_tract() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = xtask::bench_boards::imu_model_options(&dir.path().join("synth"));
+    let case = bench_onnx::synthesize_case(&opts).expect("synthesize the BasicMotions model");
+    // The official test file: 40 windows of 4 activities.
+    assert_eq!(case.inputs.len(), 40);
+    assert_eq!(case.model.output_len(), 4);
+    check_exports(&case, &dir.path().join("onnx"));
+}
+
+/// `$BONSAI_SHARED_DATA/rel`, else `<workspace>/../shared/data/rel`, if it exists: the
+/// developer's data beside the checkout, never part of the project.
+fn shared_data(rel: &str) -> Option<PathBuf> {
+    let base = std::env::var_os("BONSAI_SHARED_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| flow::root().join("../shared/data"));
+    let p = base.join(rel);
+    p.exists().then_some(p)
+}
+
+/// MNIST test images the imported CNN is checked on (the bench runs all 10,000).
+const IMPORTED_TEST_IMAGES: usize = 1000;
+
+#[test]
+fn imported_pytorch_cnn_exports_agree_with_references_in_onnxruntime_and_tract() {
+    let (Some(onnx), Some(mnist)) = (
+        shared_data("onnx/pytorch-mnist-cnn.onnx"),
+        shared_data("mnist"),
+    ) else {
+        // A developer check: the PyTorch model and MNIST are not in the repository, so CI and
+        // users' checkouts skip it (`cargo xtask bench onnx --import` is where it is recorded).
+        eprintln!(
+            "skipped: onnx/pytorch-mnist-cnn.onnx or mnist/ not found under $BONSAI_SHARED_DATA \
+             or ../shared/data (developer data, not part of the project)"
+        );
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let case = bench_onnx::imported_case(&onnx, &mnist, 0.1, Some(IMPORTED_TEST_IMAGES)).unwrap();
+    let kinds: Vec<&str> = case.model.nodes.iter().map(|n| n.op.kind()).collect();
+    assert_eq!(
+        kinds,
+        ["Conv2d", "MaxPool", "Conv2d", "MaxPool", "Flatten", "Dense", "Dense"]
+    );
+    assert_eq!(case.model.stats().params_total, 421_642);
+    assert_eq!(case.inputs.len(), IMPORTED_TEST_IMAGES);
+    let d = bonsai::synth::prune::density(&case.model);
+    assert!((d - 0.1).abs() < 0.01, "density {d}");
+    check_exports(&case, dir.path());
 }

@@ -19,6 +19,7 @@ use bonsai::ir::{Model, Op, Preprocess};
 use bonsai::pipeline::{synthesize, OutputFiles, SynthOptions};
 use bonsai::quant;
 use bonsai::synth::prune;
+use bonsai::synth::schedule::{Method, Schedule};
 use bonsai::train::{self, argmax, Samples, TrainConfig};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -194,6 +195,17 @@ pub fn arch_name(model: &Model) -> String {
     format!("{}-{}", if is_cnn { "cnn" } else { "mlp" }, parts.join("-"))
 }
 
+/// `<prefix> <arch_name>`, with ` p<density %>` for a pruned model (e.g.
+/// `mnist mlp-784-239-91-10 p2.8`).
+pub fn case_name(prefix: &str, model: &Model) -> String {
+    let d = prune::density(model);
+    if d < 0.9995 {
+        format!("{prefix} {} p{:.1}", arch_name(model), 100.0 * d)
+    } else {
+        format!("{prefix} {}", arch_name(model))
+    }
+}
+
 /// Runs [`synthesize`] (writing into `opts.out`), reloads the quantized `model.json` and the
 /// test split of the same seeded data split, preprocessed with the model's own preprocessing.
 pub fn synthesize_case(opts: &SynthOptions) -> Result<Case> {
@@ -210,7 +222,7 @@ pub fn synthesize_case(opts: &SynthOptions) -> Result<Case> {
         model.input_len()
     );
     Ok(Case {
-        name: format!("{} {}", s.dataset, arch_name(&model)),
+        name: case_name(&s.dataset, &model),
         model,
         inputs,
     })
@@ -300,6 +312,214 @@ pub fn mnist_options(mnist_dir: &Path, out: &Path, show_progress: bool) -> Synth
     opts
 }
 
+/// The 784-300-100-10 MLP pruned to [`LENET_300_100_DENSITY`] on MNIST (the sparse runtime's
+/// benchmark model): 10 dense epochs, then magnitude pruning with retraining (seed 1).
+pub fn mnist_sparse_mlp_options(mnist_dir: &Path, out: &Path, show_progress: bool) -> SynthOptions {
+    let mut opts = mnist_options(mnist_dir, out, show_progress);
+    opts.schedule = Schedule {
+        method: Method::Prune,
+        target_density: LENET_300_100_DENSITY,
+        ..Schedule::default()
+    };
+    opts
+}
+
+/// Density of the sparse LeNet-300-100 (the sparse runtime's 2 % bar).
+pub const LENET_300_100_DENSITY: f64 = 0.02;
+/// Density of the pruned LeNet-5 (Han et al. 2015 reach 8 % on the Caffe LeNet-5).
+pub const LENET5_DENSITY: f64 = 0.08;
+
+/// `models/seeds/<name>.toml`.
+pub fn seed_path(root: &Path, name: &str) -> PathBuf {
+    root.join("models/seeds").join(format!("{name}.toml"))
+}
+
+/// LeNet-5 (Caffe variant, `models/seeds/lenet-5.toml`) trained on MNIST and pruned to
+/// [`LENET5_DENSITY`] in three rounds of two retraining epochs after four dense epochs (seed
+/// 1): a short schedule, since every epoch of the 431k-parameter CNN costs minutes on a CPU.
+pub fn mnist_lenet5_options(
+    root: &Path,
+    mnist_dir: &Path,
+    out: &Path,
+    show_progress: bool,
+) -> SynthOptions {
+    let mut opts = mnist_options(mnist_dir, out, show_progress);
+    opts.hidden = vec![];
+    opts.seed_arch = Some(seed_path(root, "lenet-5"));
+    opts.train.max_epochs = 4;
+    opts.schedule = Schedule {
+        method: Method::Prune,
+        target_density: LENET5_DENSITY,
+        rounds: 3,
+        retrain_epochs: 2,
+        ..Schedule::default()
+    };
+    opts
+}
+
+/// The embedded 8×8 digits as MNIST-shaped images, the seeded split's train, validation and
+/// test sets: every pixel (0..=16) repeated 3×3 and the 24×24 digit centred in a 28×28 frame, as
+/// MNIST centres its digits; values scaled by 1/16 (the digits' own preprocessing,
+/// [`digits_28x28_preprocess`]). Real handwriting in the benchmark CNNs' input geometry,
+/// without MNIST in the repository.
+pub fn digits_28x28(seed: u64) -> Result<[Samples; 3]> {
+    let splits = data::load(&DataSpec::Digits, seed)?;
+    let pre = digits_28x28_preprocess();
+    let upscale = |d: &data::Dataset| -> Result<Samples> {
+        ensure!(
+            d.n_features() == 64,
+            "digits samples have {} features, expected 64",
+            d.n_features()
+        );
+        let mut x = Vec::with_capacity(d.len() * 784);
+        for i in 0..d.len() {
+            let s = d.sample(i);
+            let mut img = [0f32; 784];
+            for (r, row) in img.chunks_mut(28).enumerate().skip(2).take(24) {
+                for (c, v) in row.iter_mut().enumerate().skip(2).take(24) {
+                    *v = s[(r - 2) / 3 * 8 + (c - 2) / 3];
+                }
+            }
+            x.extend(pre.apply(&img));
+        }
+        Ok(Samples {
+            x,
+            y: d.labels.clone(),
+            dim: 784,
+        })
+    };
+    Ok([
+        upscale(&splits.train)?,
+        upscale(&splits.val)?,
+        upscale(&splits.test)?,
+    ])
+}
+
+/// The preprocessing of [`digits_28x28`]'s raw pixels (0..=16).
+pub fn digits_28x28_preprocess() -> Preprocess {
+    Preprocess {
+        scale: vec![1.0 / 16.0],
+        offset: vec![0.0],
+    }
+}
+
+/// A benchmark seed architecture (`seed_file`, 784 inputs as `[28, 28, 1]` or flat, 10
+/// classes) on [`digits_28x28`]'s `[train, val, test]`: initialised from `seed`, trained
+/// `epochs` epochs, pruned by magnitude to overall `density` (each layer as `bonsai
+/// synthesize`'s pruning shares it out), fine-tuned `epochs` more, quantized on 500 training
+/// rows; checked on the test set.
+///
+/// Briefly trained rather than left random: an untrained network's top two logits are often a
+/// rounding step apart, so a one-LSB difference that the per-layer check accepts would flip
+/// its top-1 end to end (seeded LeNet-5: 2 of 359 samples).
+pub fn seeded_case(
+    seed_file: &Path,
+    sets: &[Samples; 3],
+    density: f64,
+    epochs: usize,
+    seed: u64,
+) -> Result<Case> {
+    let [train_s, val_s, test_s] = sets;
+    let shape = bonsai::synth::seed_file::DataShape {
+        sample_shape: vec![28, 28, 1],
+        class_names: (0..10).map(|d| d.to_string()).collect(),
+        preprocess: digits_28x28_preprocess(),
+    };
+    let mut model = bonsai::synth::seed_file::load(seed_file, &shape, seed)?;
+    ensure!(
+        model.input_len() == test_s.dim,
+        "{}: the model takes {} inputs, the samples have {}",
+        seed_file.display(),
+        model.input_len(),
+        test_s.dim
+    );
+    let tcfg = TrainConfig {
+        max_epochs: epochs,
+        patience: epochs,
+        seed,
+        ..TrainConfig::default()
+    };
+    if epochs > 0 {
+        train::train(&mut model, train_s, val_s, &tcfg, |_| {})?;
+    }
+    let densities = densities_for(&model, density);
+    prune::prune_to(&mut model, &densities);
+    if epochs > 0 {
+        train::train(&mut model, train_s, val_s, &tcfg, |_| {})?;
+    }
+    let calib: Vec<Vec<f32>> = (0..train_s.len().min(500))
+        .map(|i| train_s.row(i).to_vec())
+        .collect();
+    let model = quant::quantize(&model, &calib)?;
+    Ok(Case {
+        name: case_name("digits-28x28", &model),
+        model,
+        inputs: Samples {
+            x: test_s.x.clone(),
+            y: test_s.y.clone(),
+            dim: test_s.dim,
+        },
+    })
+}
+
+/// How the PyTorch MNIST CNN is imported: its input normalisation (x/255 − 0.1307)/0.3081 and
+/// the digit class names.
+pub fn pytorch_mnist_import_options() -> bonsai::onnx::ImportOptions {
+    let (mean, std) = (0.1307f32, 0.3081f32);
+    bonsai::onnx::ImportOptions {
+        preprocess: Some(Preprocess {
+            scale: vec![1.0 / (255.0 * std)],
+            offset: vec![-mean / std],
+        }),
+        class_names: Some((0..10).map(|d| d.to_string()).collect()),
+        ..Default::default()
+    }
+}
+
+/// The PyTorch MNIST CNN imported from `onnx`, pruned by magnitude to overall `density`
+/// without fine-tuning, quantized on 500 MNIST training images and checked on the first
+/// `n_test` MNIST test images (all with `None`). The quick stand-in of the imported benchmark
+/// model (which [`import_bench`] fine-tunes) for the test suite: same graph, same import path,
+/// same sparsity.
+pub fn imported_case(
+    onnx: &Path,
+    mnist: &Path,
+    density: f64,
+    n_test: Option<usize>,
+) -> Result<Case> {
+    let imported = bonsai::onnx::import_file(onnx, &pytorch_mnist_import_options())?;
+    let mut model = imported.model;
+    let spec = DataSpec::Idx {
+        name: "mnist".into(),
+        dir: mnist.to_path_buf(),
+    };
+    let splits = data::load(&spec, 1)?;
+    let train_s = Samples::from_dataset(&splits.train, &model.preprocess);
+    let mut test_s = Samples::from_dataset(&splits.test, &model.preprocess);
+    if let Some(n) = n_test.filter(|&n| n < test_s.len()) {
+        test_s.x.truncate(n * test_s.dim);
+        test_s.y.truncate(n);
+    }
+    ensure!(
+        test_s.dim == model.input_len(),
+        "MNIST has {} features, {} takes {}",
+        test_s.dim,
+        onnx.display(),
+        model.input_len()
+    );
+    let densities = densities_for(&model, density);
+    prune::prune_to(&mut model, &densities);
+    let calib: Vec<Vec<f32>> = (0..train_s.len().min(500))
+        .map(|i| train_s.row(i).to_vec())
+        .collect();
+    let model = quant::quantize(&model, &calib)?;
+    Ok(Case {
+        name: case_name(&onnx_file_name(onnx), &model),
+        model,
+        inputs: test_s,
+    })
+}
+
 /// `tests/python/check_onnx.py`.
 pub fn script_path(root: &Path) -> PathBuf {
     root.join("tests/python/check_onnx.py")
@@ -381,29 +601,47 @@ pub fn ensure_venv(root: &Path) -> Result<PathBuf> {
     Ok(python)
 }
 
-/// Runs `bytes` with tract on one batch (a row per sample); one output row per sample.
+/// Samples per tract run: a whole MNIST test set in one batch would hold gigabytes of
+/// intermediate tensors for a CNN.
+const TRACT_BATCH: usize = 500;
+
+/// Runs `bytes` with tract in batches of [`TRACT_BATCH`] rows (a row per sample); one output
+/// row per sample.
 fn run_tract<I, O>(bytes: &[u8], inputs: &[Vec<I>], n_out: usize) -> Result<Vec<Vec<O>>>
 where
     I: tract_onnx::prelude::Datum + Copy,
     O: tract_onnx::prelude::Datum + Copy,
 {
     use tract_onnx::prelude::*;
-    let (batch, n_in) = (inputs.len(), inputs.first().map_or(0, |r| r.len()));
-    let plan = tract_onnx::onnx()
-        .model_for_read(&mut &bytes[..])?
-        .with_input_fact(0, InferenceFact::dt_shape(I::datum_type(), [batch, n_in]))?
-        .into_optimized()?
-        .into_runnable()?;
-    let x = Tensor::from_shape(&[batch, n_in], &inputs.concat())?;
-    let out = plan.run(tvec!(x.into()))?;
-    ensure!(out.len() == 1, "tract: {} outputs, expected 1", out.len());
-    ensure!(
-        out[0].shape() == [batch, n_out],
-        "tract: output shape {:?}, expected [{batch}, {n_out}]",
-        out[0].shape()
-    );
-    let flat = out[0].try_as_plain_ram()?.as_slice::<O>()?.to_vec();
-    Ok(flat.chunks(n_out).map(|c| c.to_vec()).collect())
+    let n_in = inputs.first().map_or(0, |r| r.len());
+    let plan_for = |batch: usize| {
+        tract_onnx::onnx()
+            .model_for_read(&mut &bytes[..])?
+            .with_input_fact(0, InferenceFact::dt_shape(I::datum_type(), [batch, n_in]))?
+            .into_optimized()?
+            .into_runnable()
+    };
+    // At most two batch sizes: the full one and the remainder.
+    let mut plans = std::collections::HashMap::new();
+    let mut rows = Vec::with_capacity(inputs.len());
+    for chunk in inputs.chunks(TRACT_BATCH) {
+        let batch = chunk.len();
+        let plan = match plans.entry(batch) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => e.insert(plan_for(batch)?),
+        };
+        let x = Tensor::from_shape(&[batch, n_in], &chunk.concat())?;
+        let out = plan.run(tvec!(x.into()))?;
+        ensure!(out.len() == 1, "tract: {} outputs, expected 1", out.len());
+        ensure!(
+            out[0].shape() == [batch, n_out],
+            "tract: output shape {:?}, expected [{batch}, {n_out}]",
+            out[0].shape()
+        );
+        let flat = out[0].try_as_plain_ram()?.as_slice::<O>()?;
+        rows.extend(flat.chunks(n_out).map(|c| c.to_vec()));
+    }
+    Ok(rows)
 }
 
 /// What [`validate`] found for one exported graph.
@@ -869,9 +1107,12 @@ struct OnnxResults {
 }
 
 /// `cargo xtask bench onnx`: the digits default (seed 1), the digits CNN
-/// ([`digits_cnn_options`]) and, with `mnist`, the MNIST
-/// 784-300-100-10 MLP; writes `bench/results/onnx.json` and the `onnx` section of BENCHMARKS.md.
-/// Failed criteria are recorded (and printed), not fatal.
+/// ([`digits_cnn_options`]), the BasicMotions IMU model of the boards
+/// ([`crate::bench_boards::imu_model_options`]), with `mnist` the MNIST 784-300-100-10 MLP
+/// dense and pruned to 2 % ([`mnist_sparse_mlp_options`]) and the pruned LeNet-5
+/// ([`mnist_lenet5_options`]), and with `import` the imported, pruned and fine-tuned PyTorch
+/// CNN ([`import_bench`]); writes `bench/results/onnx.json` and the `onnx` section of
+/// BENCHMARKS.md. Failed criteria are recorded (and printed), not fatal.
 pub fn bench(
     root: &Path,
     mnist: Option<&Path>,
@@ -892,15 +1133,31 @@ pub fn bench(
             "digits-cnn",
             digits_cnn_options(&work.join("digits-cnn/synth"), true)?,
         ),
+        (
+            "basicmotions",
+            crate::bench_boards::imu_model_options(&work.join("basicmotions/synth")),
+        ),
     ];
     if let Some(dir) = mnist {
         runs.push(("mnist", mnist_options(dir, &work.join("mnist/synth"), true)));
+        runs.push((
+            "mnist-sparse",
+            mnist_sparse_mlp_options(dir, &work.join("mnist-sparse/synth"), true),
+        ));
+        runs.push((
+            "mnist-lenet5",
+            mnist_lenet5_options(root, dir, &work.join("mnist-lenet5/synth"), true),
+        ));
     }
     let mut exports = Vec::new();
     let mut versions = (None, None);
-    for (dir, opts) in runs {
-        let case = synthesize_case(&opts)?;
-        let checks = validate(&python, &script, &work.join(dir).join("onnx"), &case)?;
+    let mut check = |dir: &str, case: &Case| -> Result<()> {
+        eprintln!(
+            "{}: checking the exports on {} test samples",
+            case.name,
+            case.inputs.len()
+        );
+        let checks = validate(&python, &script, &work.join(dir).join("onnx"), case)?;
         for c in &checks {
             let e = ExportEntry::new(c);
             eprintln!(
@@ -927,23 +1184,27 @@ pub fn bench(
             );
             exports.push(e);
         }
+        Ok(())
+    };
+    for (dir, opts) in runs {
+        check(dir, &synthesize_case(&opts)?)?;
     }
+    let import = match import {
+        Some((onnx, dir)) => {
+            let (result, case) =
+                import_bench(root, onnx, dir, &ImportBenchConfig::default(), true)?;
+            check("import", &case)?;
+            Some(result)
+        }
+        None => None,
+    };
     let results = OnnxResults {
         git_commit: crate::bench::git_commit(root),
         command: command.into(),
         onnx_version: versions.0,
         onnxruntime_version: versions.1,
         exports,
-        import: match import {
-            Some((onnx, dir)) => Some(import_bench(
-                root,
-                onnx,
-                dir,
-                &ImportBenchConfig::default(),
-                true,
-            )?),
-            None => None,
-        },
+        import,
     };
     let json = serde_json::to_string_pretty(&results)? + "\n";
     bonsai::util::write_atomic(&root.join("bench/results/onnx.json"), json.as_bytes())?;
@@ -957,8 +1218,14 @@ fn pct(v: Option<f64>) -> String {
 fn onnx_table(r: &OnnxResults) -> String {
     let mut t = format!(
         "## ONNX export: ONNX checker, onnxruntime and tract vs the compiler's references\n\n\
-         Command: `{}` (commit {}; onnx {}, onnxruntime {}, graph optimizations disabled). Every \
-         test-split sample goes through each exported graph. `float` is compared with the float \
+         Command: `{}` (commit {}; onnx {}, onnxruntime {}, graph optimizations disabled). \
+         Models (` pN` = density in %): the digits MLP and CNN; the BasicMotions IMU MLP of the \
+         board examples (its official test file, 40 windows); with `--mnist`, the \
+         784-300-100-10 MLP dense and pruned toward 2 % (the sparse runtime's model; pruning \
+         also drops dead neurons) and LeNet-5 (Caffe variant, `models/seeds/lenet-5.toml`) \
+         pruned toward 8 %, on MNIST t10k; with `--import`, the imported PyTorch CNN as pruned \
+         and fine-tuned for the import bar below. Every test-split sample goes through each \
+         exported graph. `float` is compared with the float \
          interpreter (|diff| in logits); the QDQ graphs with the golden integer model: \
          `int8_qdq` (float in/out) in dequantized logits, `int8_qdq_int8_io` (int8 in/out) in \
          LSB. Top-1 = argmax agreement with that reference; within 1 LSB = fraction of outputs \
@@ -1038,6 +1305,11 @@ impl Default for ImportBenchConfig {
             seed: 1,
         }
     }
+}
+
+fn onnx_file_name(onnx: &Path) -> String {
+    onnx.file_name()
+        .map_or("?".into(), |f| f.to_string_lossy().into_owned())
 }
 
 /// Flash and RAM of the target part class (STM32L432: 256 KB flash, 64 KB RAM).
@@ -1135,29 +1407,22 @@ fn densities_for(model: &Model, overall: f64) -> Vec<f64> {
 /// MNIST t10k, prunes it in rounds with fine-tuning on the training split to
 /// `cfg.target_density`, quantizes it, lowers it, checks it against the part's flash and RAM,
 /// and runs it on qemu-mps2-an386 comparing every output byte with the integer reference.
+/// Returns the figures and the deployed (pruned, quantized) model with the test set, for the
+/// export checks.
 pub fn import_bench(
     root: &Path,
     onnx: &Path,
     mnist: &Path,
     cfg: &ImportBenchConfig,
     show_progress: bool,
-) -> Result<ImportResult> {
+) -> Result<(ImportResult, Case)> {
     let start = std::time::Instant::now();
     let say = |s: String| {
         if show_progress {
             eprintln!("{s}");
         }
     };
-    let (mean, std) = (0.1307f32, 0.3081f32);
-    let opts = bonsai::onnx::ImportOptions {
-        preprocess: Some(bonsai::ir::Preprocess {
-            scale: vec![1.0 / (255.0 * std)],
-            offset: vec![-mean / std],
-        }),
-        class_names: Some((0..10).map(|d| d.to_string()).collect()),
-        ..Default::default()
-    };
-    let imported = bonsai::onnx::import_file(onnx, &opts)?;
+    let imported = bonsai::onnx::import_file(onnx, &pytorch_mnist_import_options())?;
     let mut model = imported.model;
     let spec = DataSpec::Idx {
         name: "mnist".into(),
@@ -1261,9 +1526,7 @@ pub fn import_bench(
         })
         .collect();
     let result = ImportResult {
-        model: onnx
-            .file_name()
-            .map_or("?".into(), |f| f.to_string_lossy().into_owned()),
+        model: onnx_file_name(onnx),
         onnx_nodes: imported.onnx_nodes,
         import_notes: imported.notes,
         preprocess: q.preprocess.clone(),
@@ -1302,7 +1565,12 @@ pub fn import_bench(
         n_vec,
         result.qemu_bit_exact
     ));
-    Ok(result)
+    let case = Case {
+        name: case_name(&onnx_file_name(onnx), &q),
+        model: q,
+        inputs: test_s,
+    };
+    Ok((result, case))
 }
 
 fn import_table(i: &ImportResult) -> String {

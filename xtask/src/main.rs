@@ -120,8 +120,10 @@ enum BenchCmd {
         #[arg(long)]
         mnist: PathBuf,
     },
-    /// ONNX export checks (ONNX checker, onnxruntime, tract) on digits, plus MNIST with --mnist DIR;
-    /// with --import MODEL.onnx (needs --mnist) also the import bar: import, prune, int8, QEMU.
+    /// ONNX export checks (ONNX checker, onnxruntime, tract) on the digits and BasicMotions
+    /// models, plus the MNIST MLP (dense and 2 %) and the pruned LeNet-5 with --mnist DIR; with
+    /// --import MODEL.onnx (needs --mnist) also the import bar (import, prune, int8, QEMU) and
+    /// the exports of the imported model.
     Onnx {
         /// Directory with MNIST's gzipped IDX files (e.g. ../shared/data/mnist).
         #[arg(long)]

@@ -25,6 +25,7 @@ use bonsai_rt::kernels::conv2d::{conv2d_s8, conv2d_s8_portable, Conv2dParams};
 use bonsai_rt::kernels::fully_connected::{
     fully_connected_s8, fully_connected_s8_portable, FcParams,
 };
+use bonsai_rt::kernels::fully_connected_sparse::fully_connected_sparse_s8;
 use bonsai_rt::kernels::shape::Shape2d;
 use bonsai_rt::testgen::{self, CaseInfo, Mismatch, Rng, Scratch};
 use cortex_m_rt::entry;
@@ -295,6 +296,14 @@ fn main() -> ! {
         "conv2d_sparse_s8",
         4 << 32,
         testgen::check_conv2d_sparse,
+    );
+    // The SXTB16 two-entries loop (`bonsai_dsp`), fillers and odd row lengths included.
+    cases(
+        &mut out,
+        s,
+        "fully_connected_sparse_s8",
+        8 << 32,
+        |seed, s| testgen::check_fc_sparse(seed, s, fully_connected_sparse_s8),
     );
     cases(&mut out, s, "max_pool_s8", 5 << 32, testgen::check_max_pool);
     cases(&mut out, s, "avg_pool_s8", 6 << 32, testgen::check_avg_pool);
