@@ -139,6 +139,7 @@ struct RunResult {
     params_nonzero: usize,
     macs: usize,
     wall_seconds: f64,
+    git_commit: String,
     /// (int8 nonzero parameters, int8 test error %) after every stage of the run (dense: one
     /// point per width, width 1 first).
     curve: Vec<(usize, f64)>,
@@ -178,6 +179,15 @@ struct Job {
 struct Done {
     summary: Summary,
     wall: f64,
+    /// Commit of the build that ran it.
+    commit: String,
+}
+
+/// What `bench-run.json` in a run's directory records.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct RunMarker {
+    argv: Vec<String>,
+    git_commit: String,
 }
 
 pub struct Options<'a> {
@@ -190,6 +200,8 @@ pub struct Options<'a> {
     pub methods: &'a [String],
     /// Syntheses run at once (burn's CPU backend trains on about one core).
     pub jobs: usize,
+    /// Reuse runs already done with the same command line at the same commit.
+    pub resume: bool,
     pub command: &'a str,
 }
 
@@ -276,13 +288,38 @@ pub fn bench(root: &Path, o: &Options) -> Result<()> {
         .map(String::from)
         .to_vec();
         argv.extend(recipe.args(&j.method, j.width));
+        // `--resume`: a run whose directory records the same command line is not run again (a
+        // LeNet-5 bench spans sessions on a 2-core machine); the commit that made each run is
+        // kept in the results.
+        let marker = out.join("bench-run.json");
+        if o.resume {
+            let done = std::fs::read_to_string(&marker)
+                .ok()
+                .and_then(|t| serde_json::from_str::<RunMarker>(&t).ok())
+                .filter(|m| m.argv == argv);
+            if let Some(m) = done {
+                let summary = bonsai::pipeline::Summary::load(&out.join("summary.json"))?;
+                let wall = summary.wall_seconds;
+                return Ok(Done {
+                    summary,
+                    wall,
+                    commit: m.git_commit,
+                });
+            }
+        }
         let opts = Cli::try_parse_from(&argv)?.args.to_options()?;
         let started = Instant::now();
         let summary = synthesize(&opts)
             .with_context(|| format!("{} {}, seed {}", recipe.arch, j.method, j.seed))?;
+        let m = RunMarker {
+            argv,
+            git_commit: commit.clone(),
+        };
+        bonsai::util::write_atomic(&marker, serde_json::to_string(&m)?.as_bytes())?;
         Ok(Done {
             summary,
             wall: started.elapsed().as_secs_f64(),
+            commit: m.git_commit,
         })
     };
     // A shared queue drained by `jobs` threads; results are keyed by position, so the report
@@ -386,6 +423,7 @@ pub fn bench(root: &Path, o: &Options) -> Result<()> {
                     params_nonzero: full.summary.params_nonzero,
                     macs: full.summary.macs,
                     wall_seconds: full.wall,
+                    git_commit: full.commit.clone(),
                     curve,
                 }
             })

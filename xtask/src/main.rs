@@ -91,6 +91,9 @@ enum BenchCmd {
         /// Syntheses run at once (each trains on about one core).
         #[arg(long, default_value_t = 1)]
         jobs: usize,
+        /// Reuse the runs of an interrupted bench (same command line and commit).
+        #[arg(long)]
+        resume: bool,
     },
     /// Architecture search (issue 7): STEERAGE and random search on MNIST under a device's
     /// flash/RAM budget, the shipped models and Pareto-front points measured under QEMU, against
@@ -279,6 +282,7 @@ fn run(cli: Cli) -> Result<()> {
                     seeds,
                     methods,
                     jobs,
+                    resume,
                 } => xtask::bench_synth::bench(
                     &root,
                     &xtask::bench_synth::Options {
@@ -292,6 +296,7 @@ fn run(cli: Cli) -> Result<()> {
                         seeds,
                         methods: &methods,
                         jobs,
+                        resume,
                         command: &command,
                     },
                 )?,
