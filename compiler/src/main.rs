@@ -23,9 +23,9 @@ struct Cli {
 enum Command {
     /// Train, quantize and lower a model: writes model.json, model/ (crate), vectors.bin, summary.json.
     Synthesize(SynthArgs),
-    /// Architecture search (STEERAGE or random) under a device's flash/RAM/energy limits, then
-    /// grow-and-prune of the winner: writes what synthesize writes plus search.json and the
-    /// Pareto front (pareto.json, pareto.svg). Resumable (--state).
+    /// Architecture search (STEERAGE, AutoShrink or random) under a device's flash/RAM/energy
+    /// limits, then grow-and-prune of the winner: writes what synthesize writes plus search.json
+    /// and the Pareto front (pareto.json, pareto.svg). Resumable (--state).
     Search(bonsai::search::cli::SearchArgs),
     /// Print a model's nodes, parameters (total / nonzero) and MACs.
     Inspect { model: PathBuf },

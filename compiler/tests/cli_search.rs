@@ -163,3 +163,75 @@ fn bad_search_input_is_one_line_naming_the_problem() {
     );
     assert!(!out.join("model.json").exists());
 }
+
+/// A digits-sized DAG cell (8×8×1 images): two nodes, five edges.
+const CELL: &str = r#"
+name = "tiny"
+kind = "cell"
+input = [8, 8, 1]
+[stem]
+channels = 4
+kernel = 3
+[cell]
+nodes = 2
+edges = [
+  { from = 0, to = 1, op = "conv3x3" },
+  { from = 0, to = 1, op = "sep3x3" },
+  { from = 1, to = 2, op = "conv3x3" },
+  { from = 1, to = 2, op = "identity" },
+  { from = 0, to = 2, op = "identity" },
+]
+[head]
+pool = "max"
+"#;
+
+#[test]
+fn autoshrink_writes_its_trajectory_and_resumes_after_a_stop() {
+    let dir = tempfile::tempdir().unwrap();
+    let space = dir.path().join("cell.toml");
+    std::fs::write(&space, CELL).unwrap();
+    let out = dir.path().join("out");
+    let shrink = |extra: &[&str]| {
+        let mut args = vec!["--target-edges", "3", "--warmup-epochs", "2"];
+        args.extend(extra);
+        search_with("autoshrink", "8", &space, &out, &args)
+    };
+    let (code, _, err) = shrink(&["--max-batches", "2"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("stopped before batch 2"), "{err}");
+    let (code, stdout, err) = shrink(&[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(stdout.contains("autoshrink search: "), "{stdout}");
+    let report = json(&out.join("search.json"));
+    let steps = report["outcome"]["shrink"].as_array().unwrap();
+    // --top-k 2 moves per step, 5 edges down to 3 (a removal may strand another edge).
+    assert!(steps.len() >= 2 && steps.len() <= 3, "{steps:?}");
+    assert_eq!(steps[0]["edges"], 5);
+    assert!(steps.last().unwrap()["edges"].as_u64().unwrap() <= 3);
+    assert_eq!(
+        report["outcome"]["best"]["metrics"]["key"],
+        steps.last().unwrap()["key"]
+    );
+    let evaluated: u64 = steps.iter().map(|s| s["evaluated"].as_u64().unwrap()).sum();
+    assert!(
+        stdout.contains(&format!(
+            "{} candidates trained now ({evaluated} in all)",
+            evaluated - 3
+        )),
+        "only the steps after the stop are trained: {stdout}"
+    );
+    assert_eq!(
+        json(&out.join("pareto.json")).as_array().unwrap().len(),
+        steps.len()
+    );
+    assert!(out.join("pareto.svg").exists() && out.join("model.json").exists());
+    let summary = json(&out.join("summary.json"));
+    assert!(summary["weight_bytes"].as_u64().unwrap() <= 8 * 1024);
+    assert!(summary["arena_bytes"].as_u64().unwrap() <= 1024);
+    // A search method that needs a cell space says so.
+    let mlp = dir.path().join("tiny.toml");
+    std::fs::write(&mlp, SPACE).unwrap();
+    let (code, _, err) = search_with("autoshrink", "8", &mlp, &dir.path().join("o2"), &[]);
+    assert_eq!(code, 2);
+    assert!(err.contains("tiny.toml is not a cell space"), "{err}");
+}

@@ -1,4 +1,5 @@
-//! `cargo xtask bench search`: hardware-aware architecture search (issue 7) on MNIST under a
+//! `cargo xtask bench search`: hardware-aware architecture search (issue 7: STEERAGE, random,
+//! AutoShrink) on MNIST under a
 //! device's flash/RAM budget. Each method runs `bonsai search` (the same job), then the shipped
 //! model and the Pareto-front architectures are built for the Cortex-M4 board and run under QEMU
 //! to measure their instructions per inference. The baseline is the best grown-and-pruned model
@@ -15,8 +16,9 @@ use bonsai::pipeline::{synthesize, OutputFiles, Summary, SynthOptions};
 use bonsai::search::cli::SearchTuning;
 use bonsai::search::job::{self, SearchJob};
 use bonsai::search::pareto::ParetoPoint;
+use bonsai::search::space::SpaceKind;
 use bonsai::search::{
-    Candidate, EvalContext, Evaluator, HwLimits, ProxyBudget, SearchConfig, SearchMethod,
+    Candidate, EvalContext, Evaluator, HwLimits, ProxyBudget, SearchConfig, SearchMethod, Space,
 };
 use bonsai::synth::schedule::{Method, Schedule};
 use bonsai::train::TrainConfig;
@@ -233,8 +235,15 @@ pub fn bench(root: &Path, args: &BenchArgs, command: &str) -> Result<()> {
             max_train_samples: t.proxy_train_samples,
             ..ProxyBudget::default()
         };
+        // AutoShrink shrinks a DAG cell: the shipped cell space unless a cell space was given.
+        let space = match (m, Space::load(&t.space)) {
+            (SearchMethod::Autoshrink, Ok(s)) if !matches!(s.kind, SpaceKind::Cell(_)) => {
+                root.join("models/spaces/cell.toml")
+            }
+            _ => t.space.clone(),
+        };
         let job = SearchJob {
-            space: t.space.clone(),
+            space: space.clone(),
             search: SearchConfig {
                 method: m,
                 seed: 1,
@@ -244,6 +253,7 @@ pub fn bench(root: &Path, args: &BenchArgs, command: &str) -> Result<()> {
                 top_k: t.top_k,
                 population: t.population,
                 generations: t.generations,
+                shrink: (m == SearchMethod::Autoshrink).then(|| t.shrink_config()),
             },
             context: EvalContext {
                 data: args.data.clone(),
@@ -314,7 +324,7 @@ pub fn bench(root: &Path, args: &BenchArgs, command: &str) -> Result<()> {
         let results = Results {
             method: method.clone(),
             dataset: report.summary.dataset.clone(),
-            space: t.space.display().to_string(),
+            space: space.display().to_string(),
             device: args.device.clone(),
             budgets: Budgets {
                 flash_kb: args.flash_kb,

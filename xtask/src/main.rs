@@ -140,8 +140,8 @@ enum BenchCmd {
 /// `cargo xtask synthesize --search`.
 #[derive(clap::Args)]
 struct SearchFlags {
-    /// Architecture search first: steerage or random (`bonsai search`); --method is then the
-    /// local search on the winner (dense, prune, nest).
+    /// Architecture search first: steerage, autoshrink (with a cell --space) or random
+    /// (`bonsai search`); --method is then the local search on the winner (dense, prune, nest).
     #[arg(long)]
     search: Option<String>,
     #[command(flatten)]
@@ -157,7 +157,8 @@ struct SearchBench {
     /// Any other dataset (`--data` of synthesize), e.g. digits for a smoke run.
     #[arg(long)]
     data: Option<String>,
-    /// Methods, comma separated.
+    /// Methods, comma separated (steerage, random, autoshrink; autoshrink takes
+    /// models/spaces/cell.toml unless --space is a cell space).
     #[arg(long, value_delimiter = ',', default_value = "steerage,random")]
     method: Vec<String>,
     #[command(flatten)]

@@ -4,6 +4,7 @@
 //! is turned into the same layer list a `models/seeds/*.toml` file describes, so every candidate
 //! is a model the rest of the toolchain (training, growth, pruning, lowering) already takes.
 
+use super::cell::CellArch;
 use super::SearchError;
 use crate::ir::Model;
 use crate::synth::seed_file::{
@@ -61,13 +62,14 @@ pub struct Stage {
     pub pool: PoolKind,
 }
 
-/// An architecture: an MLP's hidden widths, or a CNN's stages and hidden FC widths. The
-/// classifier layer (as many units as classes) is implied.
+/// An architecture: an MLP's hidden widths, a CNN's stages and hidden FC widths (the
+/// classifier layer, as many units as classes, is implied), or a DAG cell's kept edges.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum Candidate {
     Mlp { hidden: Vec<usize> },
     Cnn { stages: Vec<Stage>, fc: Vec<usize> },
+    Cell(CellArch),
 }
 
 impl Candidate {
@@ -91,6 +93,7 @@ impl Candidate {
                     .join(","),
                 list(fc)
             ),
+            Candidate::Cell(a) => a.key(),
         }
     }
 
@@ -102,7 +105,8 @@ impl Candidate {
 
     /// The candidate as a seed description (what a `models/seeds/*.toml` file would say).
     /// `input` is the CNN's `[H, W, C]` (None: the dataset's); an MLP reads its input flat.
-    pub fn to_spec(&self, input: Option<&[usize]>) -> SeedSpec {
+    /// None for a cell: a DAG is no layer list.
+    pub fn to_spec(&self, input: Option<&[usize]>) -> Option<SeedSpec> {
         let dense = |n: usize| LayerSpec::Dense {
             units: Units::N(n),
             activation: ActSpec::Relu,
@@ -141,17 +145,18 @@ impl Candidate {
                 layers.extend(fc.iter().map(|&n| dense(n)));
                 input.map(<[usize]>::to_vec)
             }
+            Candidate::Cell(_) => return None,
         };
         layers.push(LayerSpec::Dense {
             units: Units::Named("classes".into()),
             activation: ActSpec::None,
         });
-        SeedSpec {
+        Some(SeedSpec {
             name: self.key(),
             description: None,
             input,
             layers,
-        }
+        })
     }
 
     /// The candidate's model on `data` (input shape, classes, preprocessing), He-initialised
@@ -163,7 +168,12 @@ impl Candidate {
         input: Option<&[usize]>,
         seed: u64,
     ) -> Result<Model, SearchError> {
-        let mut spec = self.to_spec(input);
+        let Some(mut spec) = self.to_spec(input) else {
+            let Candidate::Cell(a) = self else {
+                unreachable!("only a cell has no seed description")
+            };
+            return a.to_model(data, input, seed);
+        };
         if matches!(self, Candidate::Mlp { .. }) {
             spec.input = Some(vec![data.sample_shape.iter().product()]);
         }

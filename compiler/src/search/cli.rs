@@ -3,6 +3,7 @@
 
 use super::job::SearchJob;
 use super::run::{SearchConfig, SearchMethod};
+use super::shrink::ShrinkConfig;
 use super::{EvalContext, HwLimits, ProxyBudget};
 use crate::pipeline::{SynthArgs, SynthOptions};
 use crate::synth::schedule::Schedule;
@@ -12,7 +13,8 @@ use std::path::PathBuf;
 /// The search's own options (no name shared with `SynthArgs`, so both flatten into one command).
 #[derive(clap::Args, Clone, Debug)]
 pub struct SearchTuning {
-    /// Search space file (models/spaces/mlp.toml, models/spaces/cnn.toml).
+    /// Search space file (models/spaces/mlp.toml, models/spaces/cnn.toml; autoshrink:
+    /// models/spaces/cell.toml).
     #[arg(long, default_value = "models/spaces/mlp.toml")]
     pub space: PathBuf,
     /// Resumable state; rerunning with the same arguments continues it (default:
@@ -29,7 +31,7 @@ pub struct SearchTuning {
     /// Fit → evolve → evaluate rounds.
     #[arg(long, default_value_t = 4)]
     pub iterations: usize,
-    /// Candidates evaluated per round.
+    /// Candidates evaluated per round (autoshrink: K, the moves evaluated per step).
     #[arg(long, default_value_t = 6)]
     pub top_k: usize,
     #[arg(long, default_value_t = 48)]
@@ -42,6 +44,17 @@ pub struct SearchTuning {
     /// Proxy training: training samples per candidate (default: the whole training split).
     #[arg(long)]
     pub proxy_train_samples: Option<usize>,
+    /// Autoshrink: weight of the energy (relative to the full cell's) in the score
+    /// `val_accuracy − λ·energy/energy_full`.
+    #[arg(long, default_value_t = 0.05)]
+    pub shrink_lambda: f64,
+    /// Autoshrink: shrink (within the limits) down to this many edges (default: stop at the
+    /// first cell within the limits that no evaluated child out-scores).
+    #[arg(long)]
+    pub target_edges: Option<usize>,
+    /// Autoshrink: training epochs of the full cell before the first step.
+    #[arg(long, default_value_t = 10)]
+    pub warmup_epochs: usize,
     /// Stop before evaluating this batch (the state is kept: rerun to resume).
     #[arg(long)]
     pub max_batches: Option<usize>,
@@ -50,7 +63,8 @@ pub struct SearchTuning {
 /// `bonsai search`.
 #[derive(clap::Args, Clone, Debug)]
 pub struct SearchArgs {
-    /// steerage (predictor-guided evolution) or random (the baseline, same evaluation budget).
+    /// steerage (predictor-guided evolution), autoshrink (DAG-cell edge shrinking, with a cell
+    /// --space) or random (the baseline, same evaluation budget).
     #[arg(long, default_value = "steerage")]
     pub method: String,
     #[command(flatten)]
@@ -116,6 +130,7 @@ fn job(
             top_k: tuning.top_k,
             population: tuning.population,
             generations: tuning.generations,
+            shrink: (method == SearchMethod::Autoshrink).then(|| tuning.shrink_config()),
         },
         context,
         state: tuning
@@ -125,6 +140,17 @@ fn job(
         max_batches: tuning.max_batches,
         synth,
     })
+}
+
+impl SearchTuning {
+    /// AutoShrink's settings from the options.
+    pub fn shrink_config(&self) -> ShrinkConfig {
+        ShrinkConfig {
+            lambda: self.shrink_lambda,
+            target_edges: self.target_edges,
+            warmup_epochs: self.warmup_epochs,
+        }
+    }
 }
 
 impl SearchArgs {

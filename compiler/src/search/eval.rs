@@ -298,7 +298,31 @@ impl Evaluator {
         mut model: Model,
         seed: u64,
     ) -> Result<Metrics, SearchError> {
-        let pre = self.figures(&model, PRECHECK_CALIBRATION);
+        self.train_and_measure(key, &mut model, seed, self.context.proxy.epochs, true)
+    }
+
+    /// Short fine-tuning of `model` in place, from its current weights, for `epochs` (the
+    /// proxy budget otherwise), then its figures against the limits. Unlike
+    /// [`Evaluator::evaluate_model`] it trains whatever the pre-check would say: a search that
+    /// shrinks a model over the limits (AutoShrink) needs the trained weights to pass on.
+    pub fn fine_tune(
+        &self,
+        key: &str,
+        model: &mut Model,
+        seed: u64,
+        epochs: usize,
+    ) -> Result<Metrics, SearchError> {
+        self.train_and_measure(key, model, seed, epochs, false)
+    }
+
+    fn train_and_measure(
+        &self,
+        key: &str,
+        model: &mut Model,
+        seed: u64,
+        epochs: usize,
+        precheck: bool,
+    ) -> Result<Metrics, SearchError> {
         let metrics = |hw: Hardware, val: f64, trained: bool, secs: f64| Metrics {
             key: key.to_string(),
             val_accuracy: canonical(val),
@@ -316,16 +340,19 @@ impl Evaluator {
             trained,
             train_seconds: canonical(secs),
         };
-        if !pre.feasible() {
-            return Ok(metrics(pre, 0.0, false, 0.0));
+        if precheck {
+            let pre = self.figures(model, PRECHECK_CALIBRATION);
+            if !pre.feasible() {
+                return Ok(metrics(pre, 0.0, false, 0.0));
+            }
         }
         let start = Instant::now();
         let p = &self.context.proxy;
         let cfg = TrainConfig {
-            max_epochs: p.epochs,
+            max_epochs: epochs,
             batch_size: p.batch_size,
             learning_rate: p.learning_rate,
-            patience: p.epochs,
+            patience: epochs,
             seed,
             // Annealed to a small rate, the last epoch is near a minimum instead of wherever a
             // constant rate left it: less noise between candidates, a better ranking.
@@ -333,14 +360,14 @@ impl Evaluator {
             weight_decay: 0.0,
         };
         let report =
-            train::train(&mut model, &self.train, &self.data.val, &cfg, |_| {}).map_err(|e| {
+            train::train(model, &self.train, &self.data.val, &cfg, |_| {}).map_err(|e| {
                 SearchError::Candidate {
                     key: key.to_string(),
                     problem: format!("{key}: training failed: {e}"),
                 }
             })?;
         let secs = start.elapsed().as_secs_f64();
-        let post = self.check(&model);
+        let post = self.check(model);
         Ok(metrics(post, report.best_val_accuracy, true, secs))
     }
 }

@@ -1,4 +1,4 @@
-//! A whole search job, as `bonsai search` runs it: global search → grow-and-prune the winner
+//! A whole search job, as `bonsai search` runs it: global search (or AutoShrink) → grow-and-prune the winner
 //! (local search with `synth::schedule`) → the same outputs as `bonsai synthesize` (model.json,
 //! model crate, test vectors, summary.json), plus `search.json`, `pareto.json` and
 //! `pareto.svg`.
@@ -105,7 +105,12 @@ pub fn run(job: &SearchJob) -> anyhow::Result<SearchReport> {
     // Local search: the winner, trained in full from its search seed, grown and pruned.
     let winner = &outcome.best;
     let data = eval.data();
-    let mut model = eval.model(&winner.candidate, winner.seed)?;
+    // AutoShrink's winner carries its inherited, fine-tuned weights: the local search continues
+    // them (weight sharing); the other methods' winners start from their seeded initialisation.
+    let mut model = match &outcome.trained_best {
+        Some(m) => m.clone(),
+        None => eval.model(&winner.candidate, winner.seed)?,
+    };
     let sched = Schedule {
         reference_weights: None,
         ..job.synth.schedule.clone()

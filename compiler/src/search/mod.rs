@@ -11,6 +11,9 @@
 //!   parallel with rayon; [`state`]: the resumable state file.
 //! - [`stats`]: Spearman's rank correlation and its bootstrap interval; [`pareto`]: the fronts of
 //!   accuracy against energy and flash, JSON and SVG.
+//! - [`cell`]: DAG-cell spaces (`kind = "cell"`) and their architectures (kept edges), lowered
+//!   to the IR with Add merges; [`shrink`]: AutoShrink, removing one edge per step from the
+//!   full cell with weight sharing and an efficiency-aware score.
 //! - [`job`]: a whole `bonsai search` (search, grow-and-prune of the winner, outputs);
 //!   [`cli`]: its command-line forms.
 //!
@@ -18,12 +21,14 @@
 //! any [`Candidate`]), [`Predictor`], [`stats`], [`pareto`] and [`state::SearchState`].
 
 pub mod candidate;
+pub mod cell;
 pub mod cli;
 pub mod eval;
 pub mod job;
 pub mod pareto;
 pub mod predictor;
 pub mod run;
+pub mod shrink;
 pub mod space;
 pub mod state;
 pub mod stats;
@@ -63,5 +68,7 @@ impl SearchError {
     }
 }
 
+#[cfg(test)]
+mod shrink_tests;
 #[cfg(test)]
 mod tests;

@@ -10,6 +10,7 @@
 //! top_k` feasible random candidates: the same evaluation budget as STEERAGE's search proper.
 
 use super::pareto::{self, ParetoPoint};
+use super::shrink::{ShrinkConfig, ShrinkStep};
 use super::state::{Evaluation, Role, SearchState};
 use super::stats;
 use super::{Candidate, Evaluator, Hardware, Metrics, Predictor, SearchError, Space};
@@ -27,6 +28,8 @@ use std::time::Instant;
 pub enum SearchMethod {
     Steerage,
     Random,
+    /// DAG-cell edge shrinking ([`super::shrink`]); needs a cell space.
+    Autoshrink,
 }
 
 impl std::str::FromStr for SearchMethod {
@@ -35,8 +38,9 @@ impl std::str::FromStr for SearchMethod {
         match s {
             "steerage" => Ok(SearchMethod::Steerage),
             "random" => Ok(SearchMethod::Random),
+            "autoshrink" => Ok(SearchMethod::Autoshrink),
             _ => Err(format!(
-                "unknown search method {s:?}: use steerage or random"
+                "unknown search method {s:?}: use steerage, autoshrink or random"
             )),
         }
     }
@@ -47,6 +51,7 @@ impl SearchMethod {
         match self {
             SearchMethod::Steerage => "steerage",
             SearchMethod::Random => "random",
+            SearchMethod::Autoshrink => "autoshrink",
         }
     }
 }
@@ -68,6 +73,9 @@ pub struct SearchConfig {
     /// Evolution: population size and generations per round.
     pub population: usize,
     pub generations: usize,
+    /// AutoShrink's settings (None for the other methods, and AutoShrink's defaults).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shrink: Option<ShrinkConfig>,
 }
 
 impl Default for SearchConfig {
@@ -81,6 +89,7 @@ impl Default for SearchConfig {
             top_k: 6,
             population: 48,
             generations: 12,
+            shrink: None,
         }
     }
 }
@@ -124,7 +133,7 @@ pub struct SearchOutcome {
     /// STEERAGE's held-out candidates (empty for random search).
     pub heldout: Vec<Evaluation>,
     /// Highest validation accuracy among the feasible evaluations of the search proper (ties:
-    /// lower energy, then key).
+    /// lower energy, then key); AutoShrink: the last cell kept.
     pub best: Evaluation,
     pub predictor: Option<PredictorQuality>,
     /// Feasible evaluations of the search proper with their fronts.
@@ -133,6 +142,14 @@ pub struct SearchOutcome {
     pub evaluated_now: usize,
     /// Wall time of the search, summed over the runs that continued its state.
     pub wall_seconds: f64,
+    /// AutoShrink: the parent kept after each step (its `best` is the last one, its Pareto
+    /// points these steps).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shrink: Option<Vec<ShrinkStep>>,
+    /// AutoShrink: `best`'s trained (inherited and fine-tuned) weights, where the local search
+    /// starts.
+    #[serde(skip)]
+    pub trained_best: Option<crate::ir::Model>,
 }
 
 /// Per-candidate training seed: the same wherever and whenever the candidate is evaluated.
@@ -141,7 +158,7 @@ pub fn candidate_seed(search_seed: u64, c: &Candidate) -> u64 {
 }
 
 /// The generator of one named step of a search.
-fn step_rng(seed: u64, step: &str, i: usize) -> ChaCha8Rng {
+pub(crate) fn step_rng(seed: u64, step: &str, i: usize) -> ChaCha8Rng {
     ChaCha8Rng::seed_from_u64(super::candidate::fnv1a(
         format!("{seed}/{step}/{i}").as_bytes(),
     ))
@@ -439,6 +456,9 @@ pub fn search(
     max_batches: Option<usize>,
     on_event: &(dyn Fn(Event) + Sync),
 ) -> Result<SearchOutcome, SearchError> {
+    if cfg.method == SearchMethod::Autoshrink {
+        return super::shrink::shrink(space, eval, cfg, state_path, max_batches, on_event);
+    }
     if cfg.n_init < 2 || cfg.top_k == 0 {
         return Err(SearchError::Config(format!(
             "needs at least 2 initial candidates and top_k ≥ 1 (got {} and {})",
@@ -493,6 +513,7 @@ pub fn search(
                 evals.extend(d.run_batch(chunk, Role::Sample)?);
             }
         }
+        SearchMethod::Autoshrink => unreachable!("dispatched above"),
         SearchMethod::Steerage => {
             on_event(Event::Phase("initial sample".into()));
             let init = d.sample_feasible(&mut step_rng(cfg.seed, "init", 0), cfg.n_init, &exclude);
@@ -562,5 +583,7 @@ pub fn search(
         pareto,
         evaluated_now: d.evaluated_now,
         wall_seconds: d.state.seconds,
+        shrink: None,
+        trained_best: None,
     })
 }

@@ -19,8 +19,13 @@
 //! fc_depth = [0, 1]             # hidden Dense layers after the flatten
 //! fc_width = [16, 32, 64]
 //! ```
+//!
+//! A `kind = "cell"` file describes a DAG cell (AutoShrink's space; see [`super::cell`]). Random
+//! search and STEERAGE also take it: a random point keeps each edge with probability ½, a
+//! mutation toggles one edge.
 
 use super::candidate::{Candidate, PoolKind, Stage};
+use super::cell::{self, CellArch, CellSpec};
 use super::SearchError;
 use rand::seq::IndexedRandom;
 use rand::Rng;
@@ -42,6 +47,8 @@ pub struct Space {
 pub enum SpaceKind {
     Mlp(MlpSpace),
     Cnn(CnnSpace),
+    /// A DAG cell ([`super::cell`]): AutoShrink's space.
+    Cell(CellSpec),
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -120,6 +127,20 @@ impl Space {
 
     /// Parses space text; `file` names the source in errors.
     pub fn parse(text: &str, file: &str) -> Result<Space, SearchError> {
+        // A cell space has its own tables: told apart by its kind before the strict parse.
+        let is_cell = toml::from_str::<toml::Table>(text)
+            .ok()
+            .and_then(|t| t.get("kind").and_then(|k| k.as_str().map(|k| k == "cell")))
+            .unwrap_or(false);
+        if is_cell {
+            let (spec, input) = cell::parse(text, file)?;
+            return Ok(Space {
+                name: spec.name.clone(),
+                file: file.to_string(),
+                input,
+                kind: SpaceKind::Cell(spec),
+            });
+        }
         let raw: RawSpace = toml::from_str(text).map_err(|e| invalid(file, e.to_string()))?;
         let foreign = |keys: &[(&str, bool)], kind: &str| -> Result<(), SearchError> {
             match keys.iter().find(|(_, present)| *present) {
@@ -196,7 +217,7 @@ impl Space {
             other => {
                 return Err(invalid(
                     file,
-                    format!("unknown kind {other:?}: use \"mlp\" or \"cnn\""),
+                    format!("unknown kind {other:?}: use \"mlp\", \"cnn\" or \"cell\""),
                 ))
             }
         };
@@ -215,6 +236,7 @@ impl Space {
             SpaceKind::Cnn(s) => serde_json::json!({"cnn": {
                 "stages": s.stages, "channels": s.channels, "kernel": s.kernel,
                 "pool": s.pool, "fc_depth": s.fc_depth, "fc_width": s.fc_width}}),
+            SpaceKind::Cell(s) => serde_json::json!({ "cell": s }),
         };
         serde_json::json!({"name": self.name, "input": self.input, "kind": kind})
     }
@@ -235,6 +257,7 @@ impl Space {
                     && s.fc_depth.contains(&fc.len())
                     && fc.iter().all(|w| s.fc_width.contains(w))
             }
+            (SpaceKind::Cell(s), Candidate::Cell(a)) => a.spec == *s && a.connected(),
             _ => false,
         }
     }
@@ -259,6 +282,7 @@ impl Space {
                     .collect();
                 Candidate::Cnn { stages, fc }
             }
+            SpaceKind::Cell(s) => Candidate::Cell(CellArch::sample(s, rng)),
         }
     }
 
@@ -292,6 +316,7 @@ impl Space {
                     mutate_list(fc, &s.fc_depth, &s.fc_width, rng);
                 }
             }
+            (SpaceKind::Cell(_), Candidate::Cell(a)) => *a = a.mutate(rng),
             _ => return self.sample(rng),
         }
         out
@@ -343,6 +368,7 @@ impl Space {
                 *s.stages.iter().max().expect("non-empty"),
                 *s.fc_depth.iter().max().expect("non-empty"),
             ),
+            SpaceKind::Cell(_) => (0, 0),
         }
     }
 
@@ -354,8 +380,12 @@ impl Space {
         let (stages, fc): (&[Stage], &[usize]) = match c {
             Candidate::Mlp { hidden } => (&[], hidden),
             Candidate::Cnn { stages, fc } => (stages, fc),
+            Candidate::Cell(_) => (&[], &[]),
         };
         let mut f = vec![stages.len() as f64, fc.len() as f64];
+        if let Candidate::Cell(a) = c {
+            f.extend(a.features());
+        }
         for i in 0..stage_slots {
             match stages.get(i) {
                 Some(s) => f.extend([s.channels as f64, s.kernel as f64, s.pool.code()]),

@@ -48,6 +48,10 @@ pub struct SearchState {
     /// Wall time spent on the search so far, over every run that continued this state.
     pub seconds: f64,
     pub evaluations: BTreeMap<String, Evaluation>,
+    /// AutoShrink: each evaluated cell's trained weights (`cell::weights_hex`), which its
+    /// children inherit.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub weights: BTreeMap<String, Vec<String>>,
 }
 
 impl SearchState {
@@ -59,6 +63,7 @@ impl SearchState {
             finished: false,
             seconds: 0.0,
             evaluations: BTreeMap::new(),
+            weights: BTreeMap::new(),
         }
     }
 

@@ -271,6 +271,7 @@ fn config(method: SearchMethod) -> SearchConfig {
         top_k: 2,
         population: 12,
         generations: 3,
+        shrink: None,
     }
 }
 
