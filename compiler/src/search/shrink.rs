@@ -371,7 +371,9 @@ pub fn shrink(
             arch.edges.len()
         )));
     }
-    let pareto = pareto::points(&trajectory.iter().map(|s| &s.metrics).collect::<Vec<_>>());
+    // Every cell the shrink trained (the steps and the children it compared), not only the
+    // path it took: a child it passed over may still be the better trade of accuracy for energy.
+    let pareto = pareto::points(&all.iter().map(|e| &e.metrics).collect::<Vec<_>>());
     d.state.finished = true;
     d.save()?;
     Ok(SearchOutcome {

@@ -299,7 +299,13 @@ fn one_step_removes_one_edge_and_keeps_the_best_scoring_child() {
         scores.iter().any(|&s| s < best),
         "the children are told apart"
     );
-    assert_eq!(out.pareto.len(), 2, "one point per step");
+    // The front's candidates are every cell trained: the full cell and each child.
+    assert_eq!(
+        out.pareto.len(),
+        out.evaluations.len(),
+        "one point per trained cell"
+    );
+    assert!(out.pareto.iter().any(|p| p.key == traj[1].metrics.key));
     assert!(out.trained_best.is_some());
 }
 
