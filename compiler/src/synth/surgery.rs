@@ -368,11 +368,13 @@ pub(crate) fn conv_mut(model: &mut Model, node: usize) -> &mut crate::ir::Conv2d
 }
 
 fn remove_dead_filters(model: &mut Model, k: usize) -> usize {
-    let Some(cr) = conv_readers(model, model.nodes[k].output) else {
-        return 0;
-    };
     let mut removed = 0;
     for o in (0..conv(model, k).out_channels).rev() {
+        // Looked up again for every filter: a Flatten reader's channel count (its column
+        // stride) shrinks with each filter removed.
+        let Some(cr) = conv_readers(model, model.nodes[k].output) else {
+            return removed;
+        };
         let c = conv(model, k);
         if c.out_channels == 1 {
             break;
@@ -753,6 +755,27 @@ mod tests {
         assert_eq!(r.filters, 2);
         m.validate().unwrap();
         assert_eq!(m.tensor(m.nodes[0].output).shape, vec![6, 6, 3]);
+        for (x, w) in xs.iter().zip(&want) {
+            close(&interp::float::run(&m, x).unwrap(), w);
+        }
+        // Two dead filters of the conv read through Flatten: removing the first shrinks the
+        // reader's column stride, and the second must use the new one (it used a stale stride).
+        let mut m = conv_model(0);
+        {
+            let Op::Conv2d(c) = &mut m.nodes[2].op else {
+                panic!()
+            };
+            c.bias[0] = 0.2;
+            c.bias[2] = -0.1;
+        }
+        cut_filter(&mut m, 2, 0);
+        cut_filter(&mut m, 2, 2);
+        let want: Vec<Vec<f32>> = xs
+            .iter()
+            .map(|x| interp::float::run(&m, x).unwrap())
+            .collect();
+        assert_eq!(remove_dead(&mut m).filters, 2);
+        m.validate().unwrap();
         for (x, w) in xs.iter().zip(&want) {
             close(&interp::float::run(&m, x).unwrap(), w);
         }
