@@ -23,7 +23,7 @@ use bonsai::pipeline::{synthesize, OutputFiles, SynthOptions};
 use bonsai::synth::schedule::{Method, Schedule};
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Density whose model also gets the per-layer table.
 const PER_LAYER_DENSITY: f64 = 0.02;
@@ -43,10 +43,8 @@ pub struct LayerInsns {
     pub insns_estimate: Option<u64>,
 }
 
-/// Test images per model (embedded in the firmware and timed on the host).
+/// Test images per model (embedded in the firmware and cycled on the host).
 const N_INPUTS: usize = 100;
-/// Timed passes over the inputs on the host (after one untimed warm-up pass).
-const HOST_REPS: usize = 50;
 
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct RuntimeEntry {
@@ -73,8 +71,12 @@ pub struct RuntimeEntry {
     pub ram_maxlive_bytes: usize,
     pub ram_naive_bytes: usize,
     pub ram_total_bytes: u64,
+    /// Criterion's median estimate of one inference on the host, ns.
     pub host_ns_bonsai: f64,
     pub host_ns_tract: f64,
+    /// Criterion's mean estimate, ns.
+    pub host_ns_bonsai_mean: f64,
+    pub host_ns_tract_mean: f64,
     pub int8_test_accuracy: f64,
     pub n_inputs: usize,
     pub bit_exact: bool,
@@ -178,11 +180,21 @@ pub fn bench(root: &Path, mnist: &Path, command: &str) -> Result<()> {
             (None, None, None)
         };
 
-        let host_bonsai = host_bonsai_ns(root, &work, &model, &files.vectors)?;
-        let host_tract = host_tract_ns(&model, &vectors)?;
+        let criterion_home = out.join("criterion");
+        let host_bonsai = host_bonsai_ns(
+            root,
+            &work,
+            &criterion_home.join("bonsai-rt"),
+            &model,
+            &files.vectors,
+        )
+        .with_context(|| format!("{name}: bonsai-rt host benchmark"))?;
+        let host_tract = host_tract_ns(&model, &vectors, &criterion_home.join("tract"))
+            .with_context(|| format!("{name}: tract host benchmark"))?;
         eprintln!(
             "{name}: {insns_sparse:.0} insns ({insns_dense:.0} dense DSP), {wib} B sparse tables, \
-             host {host_bonsai:.0} ns vs tract {host_tract:.0} ns"
+             host median {:.0} ns vs tract {:.0} ns",
+            host_bonsai.median_ns, host_tract.median_ns
         );
         entries.push(RuntimeEntry {
             model: name,
@@ -203,8 +215,10 @@ pub fn bench(root: &Path, mnist: &Path, command: &str) -> Result<()> {
             ram_maxlive_bytes: auto.arena_max_live_bytes,
             ram_naive_bytes: auto.arena_naive_bytes,
             ram_total_bytes: auto_elf.static_ram_bytes + auto_run.stack_peak,
-            host_ns_bonsai: host_bonsai,
-            host_ns_tract: host_tract,
+            host_ns_bonsai: host_bonsai.median_ns,
+            host_ns_tract: host_tract.median_ns,
+            host_ns_bonsai_mean: host_bonsai.mean_ns,
+            host_ns_tract_mean: host_tract.mean_ns,
             int8_test_accuracy: summary.int8_test_accuracy,
             n_inputs: vectors.len(),
             bit_exact: auto_exact && dense_exact && layers_exact,
@@ -285,36 +299,116 @@ fn run_on_qemu(
     Ok((lowered, elf, run))
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
+/// Criterion's settings for both host measurements, identical so the two estimates compare
+/// like with like: a fixed warm-up and measurement time rather than criterion's defaults, which
+/// a later criterion release may change.
+const HOST_WARM_UP: Duration = Duration::from_secs(2);
+const HOST_MEASUREMENT: Duration = Duration::from_secs(5);
+const HOST_SAMPLES: usize = 100;
+/// The criterion release both sides use: xtask's dependency and the generated crate's.
+const CRITERION_VERSION: &str = "0.8";
+
+/// Criterion's estimates of one benchmark, ns per inference.
+#[derive(Debug, Clone, Copy)]
+struct HostEstimate {
+    median_ns: f64,
+    mean_ns: f64,
 }
 
-/// Median single-inference latency of the generated crate + `bonsai-rt` on the host: a small
-/// timing crate generated under `work/host-timer` (opt-level 3, LTO), each inference timed with
-/// `Instant` over `HOST_REPS` passes of the test vectors after one warm-up pass.
-fn host_bonsai_ns(root: &Path, work: &Path, model: &Model, vectors: &Path) -> Result<f64> {
+/// The two statistics read from criterion's `new/estimates.json` (the only stable interface to
+/// its results: `Criterion` returns none).
+#[derive(serde::Deserialize)]
+struct Estimates {
+    mean: PointEstimate,
+    median: PointEstimate,
+}
+
+#[derive(serde::Deserialize)]
+struct PointEstimate {
+    point_estimate: f64,
+}
+
+/// Estimates of the benchmark `id` in the criterion output directory `home`.
+fn read_estimate(home: &Path, id: &str) -> Result<HostEstimate> {
+    let path = home.join(id).join("new/estimates.json");
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("criterion wrote no estimates: {}", path.display()))?;
+    let e: Estimates = serde_json::from_str(&text)
+        .with_context(|| format!("{}: not criterion's estimates format", path.display()))?;
+    Ok(HostEstimate {
+        median_ns: e.median.point_estimate,
+        mean_ns: e.mean.point_estimate,
+    })
+}
+
+/// An empty criterion output directory, so a failed run cannot leave an earlier run's
+/// estimates to be read back.
+fn fresh_dir(dir: &Path) -> Result<()> {
+    if dir.exists() {
+        std::fs::remove_dir_all(dir).with_context(|| format!("cannot remove {}", dir.display()))?;
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))
+}
+
+/// Single-inference latency of the generated crate + `bonsai-rt` on the host: a criterion
+/// benchmark in a small crate generated under `work/host-timer` (opt-level 3, LTO; its build
+/// cached in its own target dir), one `infer` call per iteration with the test vectors cycled.
+/// Criterion writes its results under `criterion_home`.
+fn host_bonsai_ns(
+    root: &Path,
+    work: &Path,
+    criterion_home: &Path,
+    model: &Model,
+    vectors: &Path,
+) -> Result<HostEstimate> {
     let dir = work.join("host-timer");
-    std::fs::create_dir_all(dir.join("src"))
-        .with_context(|| format!("cannot create {}", dir.display()))?;
+    for sub in ["src", "benches"] {
+        std::fs::create_dir_all(dir.join(sub))
+            .with_context(|| format!("cannot create {}", dir.join(sub).display()))?;
+    }
+    // The timing binary of earlier versions would still be built beside the benchmark.
+    let stale = dir.join("src/main.rs");
+    if stale.exists() {
+        std::fs::remove_file(&stale)
+            .with_context(|| format!("cannot remove {}", stale.display()))?;
+    }
     flow::lower_into(model, &dir.join("model"))?;
-    let manifest = "[package]\nname = \"host-timer\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\
-                    publish = false\n\n[dependencies]\nbonsai-model = { path = \"model\" }\n\n\
-                    [workspace]\nexclude = [\"model\"]\n\n[profile.release]\nopt-level = 3\n\
-                    lto = true\ncodegen-units = 1\n";
+    let manifest = format!(
+        "[package]\nname = \"host-timer\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\
+         publish = false\n\n[dependencies]\nbonsai-model = {{ path = \"model\" }}\n\n\
+         [dev-dependencies]\ncriterion = {{ version = \"{CRITERION_VERSION}\", \
+         default-features = false }}\n\n[[bench]]\nname = \"infer\"\nharness = false\n\n\
+         [workspace]\nexclude = [\"model\"]\n\n[profile.release]\nopt-level = 3\n\
+         lto = true\ncodegen-units = 1\n"
+    );
     bonsai::util::write_atomic(&dir.join("Cargo.toml"), manifest.as_bytes())?;
-    bonsai::util::write_atomic(&dir.join("src/main.rs"), HOST_TIMER.as_bytes())?;
+    bonsai::util::write_atomic(&dir.join("src/lib.rs"), HOST_LIB.as_bytes())?;
+    bonsai::util::write_atomic(&dir.join("benches/infer.rs"), HOST_BENCH.as_bytes())?;
+    // The workspace's lock file pins criterion and its dependencies to the versions xtask
+    // measures tract with (cargo drops the entries the timer does not use).
+    let lock = dir.join("Cargo.lock");
+    if !lock.exists() {
+        std::fs::copy(root.join("Cargo.lock"), &lock)
+            .with_context(|| format!("cannot copy Cargo.lock to {}", lock.display()))?;
+    }
+    fresh_dir(criterion_home)?;
     let out = Command::new(env!("CARGO"))
-        .args(["run", "--release", "--quiet", "--"])
-        .arg(std::path::absolute(vectors)?)
-        .arg(HOST_REPS.to_string())
+        .args(["bench", "--quiet", "--bench", "infer", "--", "--noplot"])
+        .args(["--warm-up-time", &HOST_WARM_UP.as_secs_f64().to_string()])
+        .args([
+            "--measurement-time",
+            &HOST_MEASUREMENT.as_secs_f64().to_string(),
+        ])
+        .args(["--sample-size", &HOST_SAMPLES.to_string()])
         .current_dir(&dir)
+        .env("BONSAI_VECTORS", std::path::absolute(vectors)?)
+        .env("CRITERION_HOME", criterion_home)
         .env(
             "CARGO_TARGET_DIR",
             root.join("target/bench/runtime/host-timer-target"),
         )
         .output()
-        .context("cannot run cargo for the host timer")?;
+        .context("cannot run cargo bench for the host timer")?;
     if !out.status.success() {
         bail!(
             "host timer failed ({}):\n{}",
@@ -322,51 +416,64 @@ fn host_bonsai_ns(root: &Path, work: &Path, model: &Model, vectors: &Path) -> Re
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("MEDIAN_NS "))
-        .and_then(|v| v.trim().parse().ok())
-        .with_context(|| format!("host timer printed no MEDIAN_NS line:\n{stdout}"))
+    read_estimate(criterion_home, "bonsai-rt")
 }
 
-/// The timing harness: same vector format as `tests/host-runner`.
-const HOST_TIMER: &str = r#"//! Generated by `cargo xtask bench runtime`: median single-inference latency.
-use std::hint::black_box;
-use std::time::Instant;
+/// The generated crate's library: the test vectors (same format as `tests/host-runner`).
+const HOST_LIB: &str = r#"//! Generated by `cargo xtask bench runtime`: the inputs of the `infer` benchmark.
 
-fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let bytes = std::fs::read(&args[1]).expect("vectors file");
-    let reps: usize = args[2].parse().expect("repetitions");
+/// The test vectors in `$BONSAI_VECTORS`.
+pub fn inputs() -> Vec<[i8; bonsai_model::INPUT_LEN]> {
+    let path = std::env::var_os("BONSAI_VECTORS").expect("BONSAI_VECTORS: the test vectors file");
+    let name = path.to_string_lossy().into_owned();
+    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{name}: {e}"));
     let word = |i: usize| u32::from_le_bytes(bytes[4 * i..4 * i + 4].try_into().unwrap()) as usize;
-    assert!(&bytes[..4] == b"BVEC" && word(3) == bonsai_model::INPUT_LEN, "vectors do not fit");
-    let inputs: Vec<[i8; bonsai_model::INPUT_LEN]> = bytes[16..]
+    assert!(
+        bytes.len() >= 16 && &bytes[..4] == b"BVEC" && word(3) == bonsai_model::INPUT_LEN,
+        "{name}: not test vectors of this model"
+    );
+    let inputs: Vec<_> = bytes[16..]
         .chunks_exact(bonsai_model::INPUT_LEN)
         .map(|c| std::array::from_fn(|i| c[i] as i8))
         .collect();
-    let mut arena = [0u8; bonsai_model::ARENA_BYTES];
-    let mut output = [0i8; bonsai_model::OUTPUT_LEN];
-    let mut times = Vec::with_capacity(reps * inputs.len());
-    for rep in 0..=reps {
-        for input in &inputs {
-            let t = Instant::now();
-            bonsai_model::infer(black_box(input), &mut output, &mut arena);
-            black_box(&output);
-            let ns = t.elapsed().as_nanos() as f64;
-            if rep > 0 {
-                times.push(ns);
-            }
-        }
-    }
-    times.sort_by(f64::total_cmp);
-    println!("MEDIAN_NS {}", times[times.len() / 2]);
+    assert!(!inputs.is_empty(), "{name}: no inputs");
+    inputs
 }
 "#;
 
-/// Median single-sample latency of tract (`into_optimized().into_runnable()`) on the exported
-/// float graph, batch 1, inputs = the test vectors dequantized with the model's input scale.
-fn host_tract_ns(model: &Model, vectors: &[Vec<i8>]) -> Result<f64> {
+/// The generated crate's benchmark.
+const HOST_BENCH: &str = r#"//! Generated by `cargo xtask bench runtime`: criterion benchmark of one inference (batch 1),
+//! the test vectors cycled so that every call sees a real image.
+use criterion::{criterion_group, criterion_main, Criterion};
+use std::hint::black_box;
+
+fn infer(c: &mut Criterion) {
+    let inputs = host_timer::inputs();
+    let mut arena = [0u8; bonsai_model::ARENA_BYTES];
+    let mut output = [0i8; bonsai_model::OUTPUT_LEN];
+    let mut next = 0;
+    c.bench_function("bonsai-rt", |b| {
+        b.iter(|| {
+            let input = &inputs[next];
+            next = (next + 1) % inputs.len();
+            bonsai_model::infer(black_box(input), &mut output, &mut arena);
+            black_box(&output);
+        })
+    });
+}
+
+criterion_group!(benches, infer);
+criterion_main!(benches);
+"#;
+
+/// Single-sample latency of tract (`into_optimized().into_runnable()`) on the exported float
+/// graph, batch 1, inputs = the test vectors dequantized with the model's input scale, cycled;
+/// criterion as a library with the same settings as the bonsai-rt benchmark.
+fn host_tract_ns(
+    model: &Model,
+    vectors: &[Vec<i8>],
+    criterion_home: &Path,
+) -> Result<HostEstimate> {
     use tract_onnx::prelude::*;
     let bytes = bonsai::onnx::export_float(model)?;
     let n_in = model.input_len();
@@ -378,31 +485,57 @@ fn host_tract_ns(model: &Model, vectors: &[Vec<i8>]) -> Result<f64> {
         .with_input_fact(0, InferenceFact::dt_shape(f32::datum_type(), [1, n_in]))?
         .into_optimized()?
         .into_runnable()?;
-    let inputs: Vec<Tensor> = vectors
+    // Shared tensors: cloning one into the run's inputs is a reference count, not a copy, so the
+    // measurement is tract's inference alone.
+    let inputs: Vec<TValue> = vectors
         .iter()
         .map(|v| {
             let x: Vec<f32> = v
                 .iter()
                 .map(|&b| (i32::from(b) - q.zero_point) as f32 * q.scale)
                 .collect();
-            Tensor::from_shape(&[1, n_in], &x)
+            Ok(Tensor::from_shape(&[1, n_in], &x)?.into_tvalue())
         })
         .collect::<TractResult<_>>()?;
-    let mut times = Vec::with_capacity(HOST_REPS * inputs.len());
-    for rep in 0..=HOST_REPS {
-        for x in &inputs {
-            let t = Instant::now();
-            let out = plan.run(tvec!(x.clone().into()))?;
-            std::hint::black_box(&out);
-            if rep > 0 {
-                times.push(t.elapsed().as_nanos() as f64);
-            }
-        }
+    if inputs.is_empty() {
+        bail!("no test vectors to time tract with");
     }
-    Ok(median(times))
+    // Every input once outside the measurement, so a tract error is reported here, not inside
+    // criterion's loop.
+    for x in &inputs {
+        plan.run(tvec!(x.clone()))?;
+    }
+    fresh_dir(criterion_home)?;
+    let mut c = criterion::Criterion::default()
+        .output_directory(criterion_home)
+        .without_plots()
+        .warm_up_time(HOST_WARM_UP)
+        .measurement_time(HOST_MEASUREMENT)
+        .sample_size(HOST_SAMPLES);
+    let mut failure = None;
+    let mut next = 0;
+    c.bench_function("tract", |b| {
+        b.iter(|| {
+            let x = &inputs[next];
+            next = (next + 1) % inputs.len();
+            match plan.run(tvec!(x.clone())) {
+                Ok(out) => drop(std::hint::black_box(out)),
+                Err(e) => {
+                    failure.get_or_insert(e);
+                }
+            }
+        })
+    });
+    if let Some(e) = failure {
+        return Err(e).context("tract failed during the criterion measurement");
+    }
+    read_estimate(criterion_home, "tract")
 }
 
 fn table(entries: &[RuntimeEntry], command: &str, commit: &str) -> String {
+    let criterion_version = CRITERION_VERSION;
+    let warm = HOST_WARM_UP.as_secs_f64();
+    let meas = HOST_MEASUREMENT.as_secs_f64();
     let mut t = format!(
         "## Sparse runtime: LeNet-300-100 on MNIST, Cortex-M4 and host\n\n\
          Command: `{command}` (commit {commit}). Pruned models (`Method::Prune`, 15 epochs) at \
@@ -413,11 +546,12 @@ fn table(entries: &[RuntimeEntry], command: &str, commit: &str) -> String {
          CMSIS-NN dense on these shapes: 519,795 (bar: ≤ 51,979 at 2 %). Flash = text + rodata \
          + data (harness included, test vectors excluded); RAM = data + bss + stack peak. Table \
          bytes = values + indices + row lengths of the sparse layers; floor = 1 B + H(p)/p bits \
-         per nonzero, TFLM = 1 B + 1 bit per element. Host: median single-sample latency of \
-         one inference, timed with `std::time::Instant` per call ({HOST_REPS} passes over the \
-         images after a warm-up pass; a plain timing loop, not criterion, which is not \
-         vendored); bonsai-rt = the generated crate at opt-level 3 with LTO, tract = \
-         `into_optimized().into_runnable()` on the exported float ONNX graph.\n\n\
+         per nonzero, TFLM = 1 B + 1 bit per element. Host: criterion {criterion_version} median \
+         estimate of one inference (batch 1, the same images cycled; {warm} s warm-up, {meas} s \
+         measurement, {HOST_SAMPLES} samples; the means are in the JSON); bonsai-rt = a \
+         criterion benchmark in a crate generated around the lowered model, opt-level 3 with \
+         LTO, tract = `into_optimized().into_runnable()` on the exported float ONNX graph, \
+         benchmarked in-process with criterion as a library.\n\n\
          | model | density | nonzeros | insns sparse | insns dense DSP | insns/nonzero | table B | B/nonzero | floor | TFLM | flash B | arena B | max-live B | naive B | RAM B | host bonsai ns | host tract ns | speed-up | int8 acc | bit-exact |\n\
          |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n"
     );
@@ -488,4 +622,36 @@ fn layer_table(model: &str, layers: &[LayerInsns], ratio: f64) -> String {
     }
     t += &format!("| **sum** | | | {total:.0} | | |\n");
     t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `read_estimate` against what the pinned criterion really writes, so a release that
+    /// moves or renames its estimates fails here rather than in a half-hour benchmark run.
+    #[test]
+    fn reads_the_estimates_criterion_writes() {
+        let home = std::env::temp_dir().join(format!("bonsai-criterion-{}", std::process::id()));
+        fresh_dir(&home).unwrap();
+        let mut c = criterion::Criterion::default()
+            .output_directory(&home)
+            .without_plots()
+            .warm_up_time(Duration::from_millis(20))
+            .measurement_time(Duration::from_millis(200))
+            .sample_size(10)
+            .nresamples(1000);
+        let mut x = 0u64;
+        c.bench_function("spin", |b| {
+            b.iter(|| {
+                x = std::hint::black_box((0..200u64).fold(x, |a, i| a.wrapping_mul(31) ^ i));
+            })
+        });
+        let e = read_estimate(&home, "spin").unwrap();
+        assert!(e.median_ns.is_finite() && e.median_ns > 0.0, "{e:?}");
+        assert!(e.mean_ns.is_finite() && e.mean_ns > 0.0, "{e:?}");
+        let missing = format!("{:#}", read_estimate(&home, "absent").unwrap_err());
+        assert!(missing.contains("absent/new/estimates.json"), "{missing}");
+        std::fs::remove_dir_all(&home).unwrap();
+    }
 }
