@@ -402,7 +402,7 @@ fn test(root: &Path) -> Result<()> {
         bail!("{e:#}\n(the bit-exact firmware tests run under QEMU; they are not skipped)");
     }
     let status = Command::new(env!("CARGO"))
-        .args(["test", "--workspace", "--release"])
+        .args(["test", "--workspace", "--release", "--no-fail-fast"])
         .current_dir(root)
         .status()
         .context("cannot run cargo test")?;
