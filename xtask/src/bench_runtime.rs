@@ -98,7 +98,10 @@ fn entropy(p: f64) -> f64 {
     -(p * p.log2() + (1.0 - p) * (1.0 - p).log2())
 }
 
-pub fn bench(root: &Path, mnist: &Path, command: &str) -> Result<()> {
+/// `synth`: optionally the output directory of a synthesized LeNet-300-100 (`bonsai
+/// synthesize --out DIR`, e.g. the NeST run of `bench synth`), measured like the pruned models:
+/// the issue's 2 % row asks for the synthesized model when there is one.
+pub fn bench(root: &Path, mnist: &Path, synth: Option<&Path>, command: &str) -> Result<()> {
     if !mnist.is_dir() {
         bail!("--mnist {}: not a directory", mnist.display());
     }
@@ -106,36 +109,38 @@ pub fn bench(root: &Path, mnist: &Path, command: &str) -> Result<()> {
     let commit = git_commit(root);
     let work = root.join("target/bench/runtime");
     let mut entries = Vec::new();
-    for density in [Some(0.01), Some(0.02), Some(0.05), Some(0.10), None] {
-        let name = match density {
-            Some(d) => format!("lenet-300-100-p{:02}", (d * 100.0f64).round() as u32),
-            None => "lenet-300-100-dense".into(),
+    let mut sources: Vec<(Option<f64>, Option<&Path>)> =
+        [Some(0.01), Some(0.02), Some(0.05), Some(0.10), None]
+            .into_iter()
+            .map(|d| (d, None))
+            .collect();
+    if let Some(dir) = synth {
+        sources.push((None, Some(dir)));
+    }
+    for (density, given) in sources {
+        let name = match (density, given) {
+            (_, Some(dir)) => format!(
+                "lenet-300-100-synth ({})",
+                dir.file_name().unwrap_or_default().to_string_lossy()
+            ),
+            (Some(d), None) => format!("lenet-300-100-p{:02}", (d * 100.0f64).round() as u32),
+            (None, None) => "lenet-300-100-dense".into(),
         };
-        let out = work.join(&name);
-        let opts = SynthOptions {
-            data: DataSpec::Idx {
-                name: "mnist".into(),
-                dir: mnist.to_path_buf(),
-            },
-            out: out.clone(),
-            hidden: vec![300, 100],
-            schedule: Schedule {
-                method: if density.is_some() {
-                    Method::Prune
-                } else {
-                    Method::Dense
-                },
-                target_density: density.unwrap_or(1.0),
-                ..Schedule::default()
-            },
-            max_vectors: N_INPUTS,
-            show_progress: false,
-            ..SynthOptions::default()
+        let out = match given {
+            Some(dir) => dir.to_path_buf(),
+            None => work.join(&name),
         };
-        let mut opts = opts;
-        opts.train.max_epochs = 15;
-        let summary = synthesize(&opts).with_context(|| format!("synthesizing {name}"))?;
         let files = OutputFiles::in_dir(&out);
+        if given.is_some() {
+            anyhow::ensure!(
+                files.model.exists() && files.vectors.exists(),
+                "--synth {}: no model.json and vectors.bin (the output of `bonsai synthesize`)",
+                out.display()
+            );
+        } else {
+            synthesize_pruned(mnist, &out, density, &name)?;
+        }
+        let summary = bonsai::pipeline::Summary::load(&files.summary)?;
         let model = Model::load(&files.model)?;
         let vectors = bonsai::vectors::read(&files.vectors)?;
         let expected = flow::reference_outputs(&model, &vectors)?;
@@ -532,6 +537,33 @@ fn host_tract_ns(
     read_estimate(criterion_home, "tract")
 }
 
+/// Trains LeNet-300-100 on MNIST and prunes it to `density` (dense when None) into `out`.
+fn synthesize_pruned(mnist: &Path, out: &Path, density: Option<f64>, name: &str) -> Result<()> {
+    let mut opts = SynthOptions {
+        data: DataSpec::Idx {
+            name: "mnist".into(),
+            dir: mnist.to_path_buf(),
+        },
+        out: out.to_path_buf(),
+        hidden: vec![300, 100],
+        schedule: Schedule {
+            method: if density.is_some() {
+                Method::Prune
+            } else {
+                Method::Dense
+            },
+            target_density: density.unwrap_or(1.0),
+            ..Schedule::default()
+        },
+        max_vectors: N_INPUTS,
+        show_progress: false,
+        ..SynthOptions::default()
+    };
+    opts.train.max_epochs = 15;
+    synthesize(&opts).with_context(|| format!("synthesizing {name}"))?;
+    Ok(())
+}
+
 fn table(entries: &[RuntimeEntry], command: &str, commit: &str) -> String {
     let criterion_version = CRITERION_VERSION;
     let warm = HOST_WARM_UP.as_secs_f64();
@@ -539,7 +571,9 @@ fn table(entries: &[RuntimeEntry], command: &str, commit: &str) -> String {
     let mut t = format!(
         "## Sparse runtime: LeNet-300-100 on MNIST, Cortex-M4 and host\n\n\
          Command: `{command}` (commit {commit}). Pruned models (`Method::Prune`, 15 epochs) at \
-         1, 2, 5, 10 % target density and the dense model. Instructions: QEMU mps2-an386 \
+         1, 2, 5, 10 % target density and the dense model; a `synth` row is a synthesized model \
+         (`--synth DIR`, e.g. the NeST run of `bench synth`), measured the same way on its own \
+         test vectors. Instructions: QEMU mps2-an386 \
          `-icount`, mean over {N_INPUTS} real MNIST test images, bit-exact with the compiler's \
          integer reference; *sparse* = the compiler's per-layer storage choice, *dense DSP* = the \
          same model lowered with `StoragePolicy::Dense` (this project's SMLAD dense kernel). \

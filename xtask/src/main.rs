@@ -122,6 +122,10 @@ enum BenchCmd {
         /// Directory with MNIST's gzipped IDX files (e.g. ../shared/data/mnist).
         #[arg(long)]
         mnist: PathBuf,
+        /// Also measure a synthesized LeNet-300-100: the output directory of `bonsai synthesize`
+        /// (e.g. target/bench/synth/lenet-300-100-nest-1 after `bench synth`).
+        #[arg(long)]
+        synth: Option<PathBuf>,
     },
     /// ONNX export checks (ONNX checker, onnxruntime, tract) on the digits and BasicMotions
     /// models, plus the MNIST MLP (dense and 2 %) and the pruned LeNet-5 with --mnist DIR; with
@@ -271,8 +275,8 @@ fn run(cli: Cli) -> Result<()> {
                 BenchCmd::Boards { model } => {
                     xtask::bench_boards::bench(&root, model.as_deref(), &command)?
                 }
-                BenchCmd::Runtime { mnist } => {
-                    xtask::bench_runtime::bench(&root, &mnist, &command)?
+                BenchCmd::Runtime { mnist, synth } => {
+                    xtask::bench_runtime::bench(&root, &mnist, synth.as_deref(), &command)?
                 }
 
                 BenchCmd::Synth {
