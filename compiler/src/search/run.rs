@@ -168,16 +168,81 @@ struct Driver<'a> {
     space: &'a Space,
     eval: &'a Evaluator,
     cfg: &'a SearchConfig,
-    state: SearchState,
-    state_path: &'a Path,
+    ledger: Ledger<'a>,
     /// Pre-check figures by key (infeasible also when the candidate does not build).
     hw: Mutex<HashMap<String, Hardware>>,
-    batch: usize,
-    max_batches: Option<usize>,
+}
+
+/// The bookkeeping every search driver shares: the state file, the batch counter, the stop
+/// after `max_batches`, the time spent, and the cached-evaluation events.
+pub(super) struct Ledger<'a> {
+    pub state: SearchState,
+    pub state_path: &'a Path,
+    pub batch: usize,
+    pub max_batches: Option<usize>,
     /// When the state's `seconds` were last brought up to date.
-    clock: Instant,
-    evaluated_now: usize,
-    on_event: &'a (dyn Fn(Event) + Sync),
+    pub clock: Instant,
+    pub evaluated_now: usize,
+    pub on_event: &'a (dyn Fn(Event) + Sync),
+}
+
+impl<'a> Ledger<'a> {
+    pub fn open(
+        state_path: &'a Path,
+        fingerprint: serde_json::Value,
+        max_batches: Option<usize>,
+        on_event: &'a (dyn Fn(Event) + Sync),
+    ) -> Result<Self, SearchError> {
+        Ok(Ledger {
+            state: SearchState::open(state_path, fingerprint)?,
+            state_path,
+            batch: 0,
+            max_batches,
+            clock: Instant::now(),
+            evaluated_now: 0,
+            on_event,
+        })
+    }
+
+    /// Before a batch of `keys`: reports those already in the state, and stops (state kept) if
+    /// any must be trained and `max_batches` batches have run. Returns the keys to train.
+    pub fn begin_batch<'k>(&self, keys: &'k [String]) -> Result<Vec<&'k String>, SearchError> {
+        let todo: Vec<&String> = keys
+            .iter()
+            .filter(|k| !self.state.evaluations.contains_key(*k))
+            .collect();
+        if !todo.is_empty() && self.max_batches.is_some_and(|m| self.batch >= m) {
+            return Err(SearchError::Stopped {
+                batches: self.batch,
+                state: self.state_path.display().to_string(),
+            });
+        }
+        for k in keys {
+            if let Some(e) = self.state.evaluations.get(k) {
+                (self.on_event)(Event::Evaluated {
+                    metrics: &e.metrics,
+                    cached: true,
+                });
+            }
+        }
+        Ok(todo)
+    }
+
+    /// After a batch: counts it and saves the state.
+    pub fn end_batch(&mut self) -> Result<(), SearchError> {
+        self.batch += 1;
+        self.state.batches_done = self.state.batches_done.max(self.batch);
+        self.save()
+    }
+
+    pub fn save(&mut self) -> Result<(), SearchError> {
+        // Only evaluations make a rerun's time count: a finished search read back adds nothing.
+        if self.evaluated_now > 0 {
+            self.state.seconds += self.clock.elapsed().as_secs_f64();
+        }
+        self.clock = Instant::now();
+        self.state.save(self.state_path)
+    }
 }
 
 impl Driver<'_> {
@@ -245,28 +310,18 @@ impl Driver<'_> {
         cands: &[Candidate],
         role: Role,
     ) -> Result<Vec<Evaluation>, SearchError> {
+        let keys: Vec<String> = cands.iter().map(Candidate::key).collect();
+        let todo_keys = self.ledger.begin_batch(&keys)?;
         let todo: Vec<&Candidate> = cands
             .iter()
-            .filter(|c| !self.state.evaluations.contains_key(&c.key()))
+            .zip(&keys)
+            .filter(|(_, k)| todo_keys.contains(k))
+            .map(|(c, _)| c)
             .collect();
-        if !todo.is_empty() && self.max_batches.is_some_and(|m| self.batch >= m) {
-            return Err(SearchError::Stopped {
-                batches: self.batch,
-                state: self.state_path.display().to_string(),
-            });
-        }
-        for c in cands {
-            if let Some(e) = self.state.evaluations.get(&c.key()) {
-                (self.on_event)(Event::Evaluated {
-                    metrics: &e.metrics,
-                    cached: true,
-                });
-            }
-        }
         let seed = self.cfg.seed;
-        let on_event = self.on_event;
+        let on_event = self.ledger.on_event;
         let eval = self.eval;
-        let batch = self.batch;
+        let batch = self.ledger.batch;
         let results: Vec<Result<Evaluation, SearchError>> = todo
             .par_iter()
             .map(|c| {
@@ -287,25 +342,14 @@ impl Driver<'_> {
             .collect();
         for r in results {
             let e = r?;
-            self.evaluated_now += 1;
-            self.state.evaluations.insert(e.candidate.key(), e);
+            self.ledger.evaluated_now += 1;
+            self.ledger.state.evaluations.insert(e.candidate.key(), e);
         }
-        self.batch += 1;
-        self.state.batches_done = self.state.batches_done.max(self.batch);
-        self.save()?;
-        Ok(cands
+        self.ledger.end_batch()?;
+        Ok(keys
             .iter()
-            .map(|c| self.state.evaluations[&c.key()].clone())
+            .map(|k| self.ledger.state.evaluations[k].clone())
             .collect())
-    }
-
-    fn save(&mut self) -> Result<(), SearchError> {
-        // Only evaluations make a rerun's time count: a finished search read back adds nothing.
-        if self.evaluated_now > 0 {
-            self.state.seconds += self.clock.elapsed().as_secs_f64();
-        }
-        self.clock = Instant::now();
-        self.state.save(self.state_path)
     }
 
     fn features(&self, cs: &[Candidate]) -> Vec<Vec<f64>> {
@@ -470,19 +514,12 @@ pub fn search(
         "context": eval.context,
         "space": space.fingerprint(),
     });
-    let state = SearchState::open(state_path, fingerprint)?;
     let mut d = Driver {
         space,
         eval,
         cfg,
-        state,
-        state_path,
+        ledger: Ledger::open(state_path, fingerprint, max_batches, on_event)?,
         hw: Mutex::new(HashMap::new()),
-        batch: 0,
-        max_batches,
-        clock: Instant::now(),
-        evaluated_now: 0,
-        on_event,
     };
     let steerage = cfg.method == SearchMethod::Steerage;
     on_event(Event::Planned(
@@ -572,8 +609,8 @@ pub fn search(
             )
         })?;
     let pareto = pareto::points(&evals.iter().map(|e| &e.metrics).collect::<Vec<_>>());
-    d.state.finished = true;
-    d.save()?;
+    d.ledger.state.finished = true;
+    d.ledger.save()?;
     Ok(SearchOutcome {
         method: cfg.method,
         evaluations: evals,
@@ -581,8 +618,8 @@ pub fn search(
         best,
         predictor: quality,
         pareto,
-        evaluated_now: d.evaluated_now,
-        wall_seconds: d.state.seconds,
+        evaluated_now: d.ledger.evaluated_now,
+        wall_seconds: d.ledger.state.seconds,
         shrink: None,
         trained_best: None,
     })

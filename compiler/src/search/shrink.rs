@@ -28,16 +28,15 @@
 
 use super::cell::{self, CellArch};
 use super::pareto;
-use super::run::{candidate_seed, step_rng, Event, SearchConfig, SearchOutcome};
+use super::run::{candidate_seed, step_rng, Event, Ledger, SearchConfig, SearchOutcome};
 use super::space::SpaceKind;
-use super::state::{Evaluation, Role, SearchState};
+use super::state::{Evaluation, Role};
 use super::{Candidate, Evaluator, HwLimits, Metrics, SearchError, Space};
 use crate::ir::Model;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::Path;
-use std::time::Instant;
 
 /// AutoShrink's settings (K is the search's `top_k`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -102,13 +101,7 @@ pub fn score(m: &Metrics, energy_full: f64, lambda: f64, limits: &HwLimits) -> f
 struct Shrinker<'a> {
     eval: &'a Evaluator,
     cfg: &'a SearchConfig,
-    state: SearchState,
-    state_path: &'a Path,
-    batch: usize,
-    max_batches: Option<usize>,
-    clock: Instant,
-    evaluated_now: usize,
-    on_event: &'a (dyn Fn(Event) + Sync),
+    ledger: Ledger<'a>,
 }
 
 impl Shrinker<'_> {
@@ -122,25 +115,20 @@ impl Shrinker<'_> {
         role: Role,
         epochs: usize,
     ) -> Result<(Vec<Evaluation>, Vec<Model>), SearchError> {
+        let keys: Vec<String> = cands.iter().map(CellArch::key).collect();
+        let todo_keys = self.ledger.begin_batch(&keys)?;
         let todo: Vec<&CellArch> = cands
             .iter()
-            .filter(|a| !self.state.evaluations.contains_key(&a.key()))
+            .zip(&keys)
+            .filter(|(_, k)| todo_keys.contains(k))
+            .map(|(a, _)| a)
             .collect();
-        if !todo.is_empty() && self.max_batches.is_some_and(|m| self.batch >= m) {
-            return Err(SearchError::Stopped {
-                batches: self.batch,
-                state: self.state_path.display().to_string(),
-            });
-        }
-        for a in cands {
-            if let Some(e) = self.state.evaluations.get(&a.key()) {
-                (self.on_event)(Event::Evaluated {
-                    metrics: &e.metrics,
-                    cached: true,
-                });
-            }
-        }
-        let (eval, seed, batch, on_event) = (self.eval, self.cfg.seed, self.batch, self.on_event);
+        let (eval, seed, batch, on_event) = (
+            self.eval,
+            self.cfg.seed,
+            self.ledger.batch,
+            self.ledger.on_event,
+        );
         let results: Vec<Result<(Evaluation, Model), SearchError>> = todo
             .par_iter()
             .map(|a| {
@@ -169,21 +157,20 @@ impl Shrinker<'_> {
         for r in results {
             let (e, model) = r?;
             let key = e.candidate.key();
-            self.state
+            self.ledger
+                .state
                 .weights
                 .insert(key.clone(), cell::weights_hex(&model));
-            self.state.evaluations.insert(key.clone(), e);
+            self.ledger.state.evaluations.insert(key.clone(), e);
             trained.insert(key, model);
-            self.evaluated_now += 1;
+            self.ledger.evaluated_now += 1;
         }
-        self.batch += 1;
-        self.state.batches_done = self.state.batches_done.max(self.batch);
-        self.save()?;
+        self.ledger.end_batch()?;
         let mut evals = Vec::with_capacity(cands.len());
         let mut models = Vec::with_capacity(cands.len());
         for a in cands {
             let key = a.key();
-            evals.push(self.state.evaluations[&key].clone());
+            evals.push(self.ledger.state.evaluations[&key].clone());
             models.push(match trained.remove(&key) {
                 Some(m) => m,
                 None => self.stored_model(a)?,
@@ -196,10 +183,11 @@ impl Shrinker<'_> {
     fn stored_model(&self, a: &CellArch) -> Result<Model, SearchError> {
         let key = a.key();
         let bad = |problem: String| SearchError::State {
-            file: self.state_path.display().to_string(),
+            file: self.ledger.state_path.display().to_string(),
             problem,
         };
         let hex = self
+            .ledger
             .state
             .weights
             .get(&key)
@@ -207,14 +195,6 @@ impl Shrinker<'_> {
         let mut m = self.eval.model(&Candidate::Cell(a.clone()), 0)?;
         cell::set_weights_hex(&mut m, hex).map_err(|e| bad(format!("{key}: {e}")))?;
         Ok(m)
-    }
-
-    fn save(&mut self) -> Result<(), SearchError> {
-        if self.evaluated_now > 0 {
-            self.state.seconds += self.clock.elapsed().as_secs_f64();
-        }
-        self.clock = Instant::now();
-        self.state.save(self.state_path)
     }
 }
 
@@ -249,13 +229,7 @@ pub fn shrink(
     let mut d = Shrinker {
         eval,
         cfg,
-        state: SearchState::open(state_path, fingerprint)?,
-        state_path,
-        batch: 0,
-        max_batches,
-        clock: Instant::now(),
-        evaluated_now: 0,
-        on_event,
+        ledger: Ledger::open(state_path, fingerprint, max_batches, on_event)?,
     };
     let full = spec.full();
     // Planned evaluations if the shrink ran to a single edge: an upper bound for the progress.
@@ -374,8 +348,8 @@ pub fn shrink(
     // Every cell the shrink trained (the steps and the children it compared), not only the
     // path it took: a child it passed over may still be the better trade of accuracy for energy.
     let pareto = pareto::points(&all.iter().map(|e| &e.metrics).collect::<Vec<_>>());
-    d.state.finished = true;
-    d.save()?;
+    d.ledger.state.finished = true;
+    d.ledger.save()?;
     Ok(SearchOutcome {
         method: cfg.method,
         evaluations: all,
@@ -383,8 +357,8 @@ pub fn shrink(
         best: current,
         predictor: None,
         pareto,
-        evaluated_now: d.evaluated_now,
-        wall_seconds: d.state.seconds,
+        evaluated_now: d.ledger.evaluated_now,
+        wall_seconds: d.ledger.state.seconds,
         shrink: Some(trajectory),
         trained_best: Some(model),
     })
