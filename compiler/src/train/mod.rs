@@ -157,30 +157,10 @@ pub fn float_accuracy(model: &Model, s: &Samples) -> f64 {
     if s.is_empty() {
         return 0.0;
     }
-    let device = Device::flex();
-    let (net, masks) = Net::from_model(model, &device);
-    let n_out = model.output_len();
     let mut correct = 0;
-    for start in (0..s.len()).step_by(EVAL_BATCH) {
-        let end = (start + EVAL_BATCH).min(s.len());
-        let x = Tensor::<2>::from_data(
-            TensorData::new(
-                s.x[start * s.dim..end * s.dim].to_vec(),
-                [end - start, s.dim],
-            ),
-            &device,
-        );
-        let logits = net
-            .forward(model, &masks, x)
-            .into_data()
-            .try_to_vec::<f32>()
-            .expect("f32 logits");
-        correct += logits
-            .chunks(n_out)
-            .zip(&s.y[start..end])
-            .filter(|(z, &y)| argmax(z) == y as usize)
-            .count();
-    }
+    for_each_logits(model, s, s.len(), |z, y| {
+        correct += usize::from(argmax(z) == y as usize)
+    });
     correct as f64 / s.len() as f64
 }
 
@@ -191,10 +171,22 @@ pub fn mean_loss(model: &Model, s: &Samples, max: usize) -> f64 {
     if n == 0 {
         return 0.0;
     }
+    let mut total = 0.0f64;
+    for_each_logits(model, s, n, |z, y| {
+        // log-sum-exp with the max taken out, in f64.
+        let m = z.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b)) as f64;
+        let lse = m + z.iter().map(|&v| (v as f64 - m).exp()).sum::<f64>().ln();
+        total += lse - z[y as usize] as f64;
+    });
+    total / n as f64
+}
+
+/// Calls `f(logits, label)` for each of the first `n` samples, forwarded in batches of
+/// [`EVAL_BATCH`] by the burn net on the plain (non-autodiff) flex device.
+fn for_each_logits(model: &Model, s: &Samples, n: usize, mut f: impl FnMut(&[f32], u32)) {
     let device = Device::flex();
     let (net, masks) = Net::from_model(model, &device);
     let n_out = model.output_len();
-    let mut total = 0.0f64;
     for start in (0..n).step_by(EVAL_BATCH) {
         let end = (start + EVAL_BATCH).min(n);
         let x = Tensor::<2>::from_data(
@@ -210,13 +202,9 @@ pub fn mean_loss(model: &Model, s: &Samples, max: usize) -> f64 {
             .try_to_vec::<f32>()
             .expect("f32 logits");
         for (z, &y) in logits.chunks(n_out).zip(&s.y[start..end]) {
-            // log-sum-exp with the max taken out, in f64.
-            let m = z.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b)) as f64;
-            let lse = m + z.iter().map(|&v| (v as f64 - m).exp()).sum::<f64>().ln();
-            total += lse - z[y as usize] as f64;
+            f(z, y);
         }
     }
-    total / n as f64
 }
 
 /// Samples per forward pass when evaluating.
