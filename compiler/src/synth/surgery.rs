@@ -717,6 +717,20 @@ mod tests {
         m
     }
 
+    /// Runs [`remove_dead`] and checks the model still validates and computes what it did.
+    fn remove_dead_exactly(m: &mut Model, xs: &[Vec<f32>]) -> DeadReport {
+        let want: Vec<Vec<f32>> = xs
+            .iter()
+            .map(|x| interp::float::run(m, x).unwrap())
+            .collect();
+        let r = remove_dead(m);
+        m.validate().unwrap();
+        for (x, w) in xs.iter().zip(&want) {
+            close(&interp::float::run(m, x).unwrap(), w);
+        }
+        r
+    }
+
     fn cut_filter(m: &mut Model, node: usize, o: usize) {
         let Op::Conv2d(c) = &mut m.nodes[node].op else {
             panic!()
@@ -747,17 +761,8 @@ mod tests {
         }
         cut_filter(&mut m, 0, 2);
         cut_filter(&mut m, 2, 1); // conv2 filter 1: constant, read through Flatten by fc
-        let want: Vec<Vec<f32>> = xs
-            .iter()
-            .map(|x| interp::float::run(&m, x).unwrap())
-            .collect();
-        let r = remove_dead(&mut m);
-        assert_eq!(r.filters, 2);
-        m.validate().unwrap();
+        assert_eq!(remove_dead_exactly(&mut m, &xs).filters, 2);
         assert_eq!(m.tensor(m.nodes[0].output).shape, vec![6, 6, 3]);
-        for (x, w) in xs.iter().zip(&want) {
-            close(&interp::float::run(&m, x).unwrap(), w);
-        }
         // Two dead filters of the conv read through Flatten: removing the first shrinks the
         // reader's column stride, and the second must use the new one (it used a stale stride).
         let mut m = conv_model(0);
@@ -770,15 +775,7 @@ mod tests {
         }
         cut_filter(&mut m, 2, 0);
         cut_filter(&mut m, 2, 2);
-        let want: Vec<Vec<f32>> = xs
-            .iter()
-            .map(|x| interp::float::run(&m, x).unwrap())
-            .collect();
-        assert_eq!(remove_dead(&mut m).filters, 2);
-        m.validate().unwrap();
-        for (x, w) in xs.iter().zip(&want) {
-            close(&interp::float::run(&m, x).unwrap(), w);
-        }
+        assert_eq!(remove_dead_exactly(&mut m, &xs).filters, 2);
         // Padded reader: a nonzero constant map cannot fold (the border sees zeros), so it stays.
         let mut m = conv_model(1);
         {
@@ -790,18 +787,10 @@ mod tests {
         }
         cut_filter(&mut m, 0, 2);
         cut_filter(&mut m, 0, 3);
-        let want: Vec<Vec<f32>> = xs
-            .iter()
-            .map(|x| interp::float::run(&m, x).unwrap())
-            .collect();
-        assert_eq!(remove_dead(&mut m).filters, 1);
-        m.validate().unwrap();
+        assert_eq!(remove_dead_exactly(&mut m, &xs).filters, 1);
         let Op::Conv2d(c) = &m.nodes[0].op else {
             panic!()
         };
         assert_eq!(c.out_channels, 3);
-        for (x, w) in xs.iter().zip(&want) {
-            close(&interp::float::run(&m, x).unwrap(), w);
-        }
     }
 }
