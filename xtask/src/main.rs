@@ -173,6 +173,8 @@ struct SearchBench {
     flash_budget_kb: f64,
     #[arg(long, default_value_t = 16.0)]
     ram_budget_kb: f64,
+    /// Energy per inference, µJ (worst case of the estimate); default: the baseline's, so the
+    /// searched model spends no more than the model it must beat.
     #[arg(long)]
     energy_budget_uj: Option<f64>,
     /// Seed architecture of the baseline (trained, then pruned to fit the budget).

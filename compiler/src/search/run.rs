@@ -372,7 +372,9 @@ impl Driver<'_> {
         let cands: Vec<Candidate> = usable.iter().map(|e| e.candidate.clone()).collect();
         let y: Vec<f64> = usable.iter().map(|e| e.metrics.val_accuracy).collect();
         let seed = step_rng(self.cfg.seed, "predictor", round).random();
-        Predictor::fit(&self.features(&cands), &y, seed).map(Some)
+        let x = self.features(&cands);
+        let linear = Space::linear_columns(x[0].len());
+        Predictor::fit(&x, &y, &linear, seed).map(Some)
     }
 
     /// Evolution on the predictor: the `top_k` best-predicted feasible candidates not in

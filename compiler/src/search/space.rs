@@ -372,6 +372,16 @@ impl Space {
         }
     }
 
+    /// Columns of a `features` row of length `n` that the predictor's linear base fits: the
+    /// depths and the whole-model figures (widths' min/max/sum, logs of params, MACs, flash,
+    /// RAM, energy), which order candidates of any shape; the per-layer slots are left to the
+    /// trees.
+    pub fn linear_columns(n: usize) -> Vec<usize> {
+        let mut c = vec![0, 1];
+        c.extend(n.saturating_sub(WHOLE_MODEL_FEATURES).max(2)..n);
+        c
+    }
+
     /// The predictor's input for `c`: its architecture (per-layer slots, zero where the layer is
     /// absent) and the whole-model figures of `hw` (logs for the counts that span decades).
     /// The length is fixed per space.
@@ -395,6 +405,7 @@ impl Space {
         for i in 0..fc_slots {
             f.push(fc.get(i).map_or(0.0, |&w| w as f64));
         }
+        // The last WHOLE_MODEL_FEATURES entries (see `linear_columns`).
         let widths = stages.iter().map(|s| s.channels).chain(fc.iter().copied());
         f.push(widths.clone().min().unwrap_or(0) as f64);
         f.push(widths.clone().max().unwrap_or(0) as f64);
@@ -404,9 +415,13 @@ impl Space {
         f.push((hw.flash_bytes as f64).max(1.0).ln());
         f.push((hw.ram_bytes as f64).max(1.0).ln());
         f.push(hw.energy_uj.max.max(1e-9).ln());
+        debug_assert!(f.len() >= 2 + WHOLE_MODEL_FEATURES);
         f
     }
 }
+
+/// Whole-model figures at the end of every feature row.
+const WHOLE_MODEL_FEATURES: usize = 8;
 
 fn random_stage(s: &CnnSpace, rng: &mut impl Rng) -> Stage {
     Stage {
