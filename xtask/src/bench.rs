@@ -65,10 +65,7 @@ pub fn pipeline(root: &Path, mnist: Option<&Path>, command: &str) -> Result<()> 
         .map(|s| (DataSpec::Digits, vec![64, 32], s, 60, Method::Dense))
         .collect();
     if let Some(dir) = mnist {
-        let spec = DataSpec::Idx {
-            name: "mnist".into(),
-            dir: dir.to_path_buf(),
-        };
+        let spec = DataSpec::mnist(dir.to_path_buf());
         for s in 1..=3 {
             runs.push((spec.clone(), vec![300, 100], s, 15, Method::Dense));
         }

@@ -1213,10 +1213,7 @@ fn held_out(root: &Path, mnist: Option<&Path>) -> Vec<Held> {
             on_m0: true,
             m0_inputs: 100,
         });
-        let spec = DataSpec::Idx {
-            name: "mnist".into(),
-            dir: dir.to_path_buf(),
-        };
+        let spec = DataSpec::mnist(dir.to_path_buf());
         v.push(Held {
             label: "mnist lenet-300-100 dense".into(),
             source: mk(spec.clone(), vec![300, 100], Method::Dense, 1.0, 15),
@@ -1355,10 +1352,7 @@ fn digits_cnn(_: Option<&Path>) -> Result<(Model, Vec<Vec<i8>>)> {
 /// inputs are real MNIST test images).
 fn lenet5_sparse(mnist: Option<&Path>) -> Result<(Model, Vec<Vec<i8>>)> {
     let dir = mnist.context("the LeNet-5 validation model needs --mnist")?;
-    let spec = DataSpec::Idx {
-        name: "mnist".into(),
-        dir: dir.to_path_buf(),
-    };
+    let spec = DataSpec::mnist(dir.to_path_buf());
     let splits = bonsai::data::load(&spec, 1)?;
     let pre = bonsai::data::fit_preprocess(&spec, &splits.train);
     let test = bonsai::train::Samples::from_dataset(&splits.test, &pre);

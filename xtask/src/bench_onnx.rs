@@ -298,10 +298,7 @@ pub fn digits_cnn_options(out: &Path, show_progress: bool) -> Result<SynthOption
 /// The MNIST 784-300-100-10 MLP (10 epochs, seed 1).
 pub fn mnist_options(mnist_dir: &Path, out: &Path, show_progress: bool) -> SynthOptions {
     let mut opts = SynthOptions {
-        data: DataSpec::Idx {
-            name: "mnist".into(),
-            dir: mnist_dir.to_path_buf(),
-        },
+        data: DataSpec::mnist(mnist_dir.to_path_buf()),
         out: out.to_path_buf(),
         hidden: vec![300, 100],
         show_progress,
@@ -489,10 +486,7 @@ pub fn imported_case(
 ) -> Result<Case> {
     let imported = bonsai::onnx::import_file(onnx, &pytorch_mnist_import_options())?;
     let mut model = imported.model;
-    let spec = DataSpec::Idx {
-        name: "mnist".into(),
-        dir: mnist.to_path_buf(),
-    };
+    let spec = DataSpec::mnist(mnist.to_path_buf());
     let splits = data::load(&spec, 1)?;
     let train_s = Samples::from_dataset(&splits.train, &model.preprocess);
     let mut test_s = Samples::from_dataset(&splits.test, &model.preprocess);
@@ -1424,10 +1418,7 @@ pub fn import_bench(
     };
     let imported = bonsai::onnx::import_file(onnx, &pytorch_mnist_import_options())?;
     let mut model = imported.model;
-    let spec = DataSpec::Idx {
-        name: "mnist".into(),
-        dir: mnist.to_path_buf(),
-    };
+    let spec = DataSpec::mnist(mnist.to_path_buf());
     let splits = data::load(&spec, cfg.seed)?;
     let train_s = Samples::from_dataset(&splits.train, &model.preprocess);
     let val_s = Samples::from_dataset(&splits.val, &model.preprocess);

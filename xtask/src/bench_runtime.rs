@@ -540,10 +540,7 @@ fn host_tract_ns(
 /// Trains LeNet-300-100 on MNIST and prunes it to `density` (dense when None) into `out`.
 fn synthesize_pruned(mnist: &Path, out: &Path, density: Option<f64>, name: &str) -> Result<()> {
     let mut opts = SynthOptions {
-        data: DataSpec::Idx {
-            name: "mnist".into(),
-            dir: mnist.to_path_buf(),
-        },
+        data: DataSpec::mnist(mnist.to_path_buf()),
         out: out.to_path_buf(),
         hidden: vec![300, 100],
         schedule: Schedule {

@@ -22,7 +22,7 @@ pub enum DataError {
     #[error("{path}: {problem}")]
     File { path: String, problem: String },
     #[error(
-        "unknown dataset {0:?}: use `digits`, `mnist:DIR`, `fashion-mnist:DIR`, `csv:FILE[:label=COLUMN][:train-rows=N]`, \
+        "unknown dataset {0:?}: use `digits`, `mnist:DIR`, `fashion-mnist:DIR[:train-sample=N]`, `csv:FILE[:label=COLUMN][:train-rows=N]`, \
          `ts:TRAIN.ts[,TEST.ts]`, `imu:TRAIN.ts[,TEST.ts]` or `basicmotions[:DIR]`"
     )]
     UnknownSpec(String),
@@ -86,8 +86,14 @@ impl Dataset {
 pub enum DataSpec {
     /// The embedded UCI digits.
     Digits,
-    /// A directory with the four standard gzipped IDX files (MNIST, Fashion-MNIST).
-    Idx { name: String, dir: PathBuf },
+    /// A directory with the four standard gzipped IDX files (MNIST, Fashion-MNIST). With
+    /// `train_sample`, only the first that many training images are used (a 10k sample of
+    /// Fashion-MNIST's 60k, as the shipped MNIST files are of MNIST's); the test set is whole.
+    Idx {
+        name: String,
+        dir: PathBuf,
+        train_sample: Option<usize>,
+    },
     /// One CSV file; label in the last column unless named. With `train_rows`, the first rows
     /// are the training set and the rest the test set (the standard splits of UCI sets such as
     /// pendigits and letter); otherwise a seeded 70/10/20 split.
@@ -109,6 +115,15 @@ pub enum DataSpec {
 }
 
 impl DataSpec {
+    /// `mnist:DIR`.
+    pub fn mnist(dir: impl Into<PathBuf>) -> DataSpec {
+        DataSpec::Idx {
+            name: "mnist".into(),
+            dir: dir.into(),
+            train_sample: None,
+        }
+    }
+
     /// `basicmotions:DIR`: the archive's two files in DIR, as IMU features.
     pub fn basicmotions_dir(dir: &Path) -> DataSpec {
         DataSpec::Ts {
@@ -137,10 +152,25 @@ impl std::str::FromStr for DataSpec {
         let (kind, rest) = s.split_once(':').unwrap_or((s, ""));
         match (kind, rest) {
             ("digits", "") => Ok(DataSpec::Digits),
-            ("mnist" | "fashion-mnist", dir) if !dir.is_empty() => Ok(DataSpec::Idx {
-                name: kind.into(),
-                dir: dir.into(),
-            }),
+            ("mnist" | "fashion-mnist", rest) if !rest.is_empty() => {
+                // `:train-sample=N` may trail the directory.
+                let (dir, train_sample) = match rest.rsplit_once(':') {
+                    Some((d, opt)) if opt.starts_with("train-sample=") => {
+                        let n = opt["train-sample=".len()..]
+                            .parse::<usize>()
+                            .ok()
+                            .filter(|&n| n > 0)
+                            .ok_or_else(|| DataError::UnknownSpec(s.into()))?;
+                        (d, Some(n))
+                    }
+                    _ => (rest, None),
+                };
+                Ok(DataSpec::Idx {
+                    name: kind.into(),
+                    dir: dir.into(),
+                    train_sample,
+                })
+            }
             ("csv", rest) if !rest.is_empty() => {
                 // Options trail the path: `:label=COLUMN`, `:train-rows=N`, in any order.
                 let (mut path, mut label, mut train_rows) = (rest, None, None);
@@ -197,8 +227,12 @@ pub fn load(spec: &DataSpec, seed: u64) -> Result<Splits, DataError> {
             )?;
             Ok(split_by_fractions(&d, 0.7, 0.1, seed))
         }
-        DataSpec::Idx { name, dir } => {
-            let train = idx::load_pair(
+        DataSpec::Idx {
+            name,
+            dir,
+            train_sample,
+        } => {
+            let mut train = idx::load_pair(
                 &dir.join("train-images-idx3-ubyte.gz"),
                 &dir.join("train-labels-idx1-ubyte.gz"),
                 name,
@@ -208,6 +242,18 @@ pub fn load(spec: &DataSpec, seed: u64) -> Result<Splits, DataError> {
                 &dir.join("t10k-labels-idx1-ubyte.gz"),
                 name,
             )?;
+            if let Some(n) = *train_sample {
+                if n > train.len() {
+                    return Err(DataError::file(
+                        dir,
+                        format!(
+                            "train-sample={n} asks for more images than the {} in the training file",
+                            train.len()
+                        ),
+                    ));
+                }
+                train = train.subset(&(0..n).collect::<Vec<_>>());
+            }
             Ok(Splits::with_test(&train, test, 0.1, seed))
         }
         DataSpec::Csv {

@@ -99,10 +99,22 @@ fn spec_parsing() {
         }
     );
     assert!("csv:d.csv:train-rows=x".parse::<DataSpec>().is_err());
-    assert!(matches!(
+    assert_eq!(
         "mnist:/x".parse::<DataSpec>().unwrap(),
-        DataSpec::Idx { .. }
-    ));
+        DataSpec::mnist("/x")
+    );
+    assert_eq!(
+        "fashion-mnist:/d:x:train-sample=10000"
+            .parse::<DataSpec>()
+            .unwrap(),
+        DataSpec::Idx {
+            name: "fashion-mnist".into(),
+            dir: "/d:x".into(),
+            train_sample: Some(10000),
+        }
+    );
+    assert!("mnist:/x:train-sample=0".parse::<DataSpec>().is_err());
+    assert!("mnist:/x:train-sample=ten".parse::<DataSpec>().is_err());
     assert!("imagenet".parse::<DataSpec>().is_err());
 }
 
@@ -197,10 +209,7 @@ fn idx_round_trip() {
         &idx::encode(&[3, 2, 2], &pixels),
         &idx::encode(&[3], &[0, 2, 1]),
     );
-    let spec = DataSpec::Idx {
-        name: "mnist".into(),
-        dir: dir.path().into(),
-    };
+    let spec = DataSpec::mnist(dir.path());
     let s = load(&spec, 1).unwrap();
     assert_eq!(s.test.len(), 3);
     assert_eq!(s.test.sample_shape, vec![2, 2, 1]);
@@ -209,15 +218,41 @@ fn idx_round_trip() {
 }
 
 #[test]
+fn idx_train_sample_keeps_the_first_images_and_the_whole_test_set() {
+    let pixels: Vec<u8> = (0..3 * 2 * 2).map(|i| i as u8 * 10).collect();
+    let dir = mnist_dir(
+        &idx::encode(&[3, 2, 2], &pixels),
+        &idx::encode(&[3], &[0, 2, 1]),
+    );
+    let spec = |n| DataSpec::Idx {
+        name: "fashion-mnist".into(),
+        dir: dir.path().into(),
+        train_sample: Some(n),
+    };
+    let s = load(&spec(2), 1).unwrap();
+    assert_eq!(s.train.len() + s.val.len(), 2);
+    assert_eq!(s.test.len(), 3);
+    // The kept images are the file's first two (pixel 0 is 0 and 40).
+    let mut firsts: Vec<f32> = (0..s.train.len())
+        .map(|i| s.train.sample(i)[0])
+        .chain((0..s.val.len()).map(|i| s.val.sample(i)[0]))
+        .collect();
+    firsts.sort_by(f32::total_cmp);
+    assert_eq!(firsts, vec![0.0, 40.0]);
+    let err = load(&spec(4), 1).unwrap_err().to_string();
+    assert!(
+        err.contains("train-sample=4") && err.contains(&dir.path().display().to_string()),
+        "{err}"
+    );
+}
+
+#[test]
 fn corrupt_idx_header_and_truncation_are_reported() {
     let labels = idx::encode(&[2], &[0, 1]);
     let mut bad_magic = idx::encode(&[2, 2, 2], &[0; 8]);
     bad_magic[2] = 9;
     let dir = mnist_dir(&bad_magic, &labels);
-    let spec = DataSpec::Idx {
-        name: "mnist".into(),
-        dir: dir.path().into(),
-    };
+    let spec = DataSpec::mnist(dir.path());
     let err = load(&spec, 1).unwrap_err().to_string();
     assert!(
         err.contains("train-images-idx3-ubyte.gz: corrupt IDX header: magic 0x00000903"),
@@ -225,10 +260,7 @@ fn corrupt_idx_header_and_truncation_are_reported() {
     );
 
     let dir = mnist_dir(&idx::encode(&[2, 2, 2], &[0; 5]), &labels);
-    let spec = DataSpec::Idx {
-        name: "mnist".into(),
-        dir: dir.path().into(),
-    };
+    let spec = DataSpec::mnist(dir.path());
     let err = load(&spec, 1).unwrap_err().to_string();
     assert!(
         err.contains("header says [2, 2, 2] = 8 bytes of data but the file has 5"),
@@ -238,10 +270,7 @@ fn corrupt_idx_header_and_truncation_are_reported() {
 
 #[test]
 fn missing_file_is_named() {
-    let spec = DataSpec::Idx {
-        name: "mnist".into(),
-        dir: "/nonexistent/dir".into(),
-    };
+    let spec = DataSpec::mnist("/nonexistent/dir");
     let err = load(&spec, 1).unwrap_err().to_string();
     assert!(
         err.starts_with("/nonexistent/dir/train-images-idx3-ubyte.gz: "),
