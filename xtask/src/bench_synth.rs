@@ -566,7 +566,7 @@ pub fn bench(root: &Path, o: &Options) -> Result<()> {
          learning rate cosine-annealed within every training phase. Budget per run: {budget} epochs. \
          Prune-only and NeST: {e} epochs first (NeST from a 30% random sparse seed with two growth \
          steps of neurons, conv feature maps and connections), {r} prune rounds of {k} retraining \
-         epochs to a {t:.1}% target{stop} (NeST prunes 10% past each goal and regrows that share by \
+         epochs to a {t}% target{stop} (NeST prunes 10% past each goal and regrows that share by \
          gradient), {f} fine-tuning epochs (shipped only if validation does not drop). The dense \
          baseline trains all {budget} epochs; its curve is the seed at widths {widths:?}. The \
          shipped model of each run is chosen on validation. Nonzeros are int8 weights + biases of \
@@ -586,7 +586,8 @@ pub fn bench(root: &Path, o: &Options) -> Result<()> {
         e = recipe.epochs,
         r = recipe.rounds,
         k = recipe.retrain_epochs,
-        t = 100.0 * recipe.target_density,
+        // In percent, to two decimals (1.75, 1.7, 5), without float noise.
+        t = (1e4 * recipe.target_density).round() / 100.0,
         stop = match recipe.max_val_drop {
             Some(d) => format!(
                 ", or until validation accuracy falls more than {d} points below its pre-pruning best \
