@@ -307,6 +307,7 @@ pub fn bench(root: &Path, args: &BenchArgs, command: &str) -> Result<()> {
                 input: None,
                 proxy: proxy.clone(),
                 limits: limits.clone(),
+                val_fraction: t.val_fraction,
             },
             state: t
                 .state

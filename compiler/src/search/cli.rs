@@ -58,6 +58,10 @@ pub struct SearchTuning {
     /// Stop before evaluating this batch (the state is kept: rerun to resume).
     #[arg(long)]
     pub max_batches: Option<usize>,
+    /// Validation share of the training data for the search, its local search and the output
+    /// (default: the dataset's own, 10%); a larger one measures candidates with less noise.
+    #[arg(long)]
+    pub val_fraction: Option<f64>,
 }
 
 /// `bonsai search`.
@@ -198,6 +202,7 @@ impl SearchArgs {
                 learning_rate: self.lr,
             },
             limits,
+            val_fraction: self.tuning.val_fraction,
         };
         job(&self.method, &self.tuning, self.rng_seed, context, synth)
     }
@@ -230,6 +235,7 @@ pub fn job_from_synth_args(
             ram_kb: args.ram_budget_kb,
             energy_uj: args.energy_budget_uj,
         },
+        val_fraction: tuning.val_fraction,
     };
     job(method, tuning, args.rng_seed, context, synth)
 }

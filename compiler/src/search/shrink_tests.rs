@@ -58,6 +58,7 @@ fn digits(limits: HwLimits) -> Evaluator {
             learning_rate: 3e-3,
         },
         limits,
+        val_fraction: None,
     })
     .unwrap()
 }

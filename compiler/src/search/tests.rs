@@ -174,9 +174,41 @@ fn digits_setup() -> (Space, Evaluator) {
             ram_kb: Some(1.0),
             energy_uj: None,
         },
+        val_fraction: None,
     })
     .unwrap();
     (space, eval)
+}
+
+#[test]
+fn a_wider_validation_split_moves_training_samples_and_refuses_a_narrower_one() {
+    let (_, eval) = digits_setup();
+    let (n_train, n_val) = (eval.data().train.len(), eval.data().val.len());
+    let total = n_train + n_val;
+    let context = |f| EvalContext {
+        val_fraction: Some(f),
+        ..eval.context.clone()
+    };
+    let wide = Evaluator::new(context(0.3)).unwrap();
+    let (train, val) = (&wide.data().train, &wide.data().val);
+    assert_eq!(train.len() + val.len(), total);
+    assert_eq!(val.len(), (0.3 * total as f64).round() as usize);
+    assert_eq!(train.x.len(), train.len() * train.dim);
+    assert_eq!(val.x.len(), val.len() * val.dim);
+    // The old validation samples stay first; the moved ones are the first training samples.
+    let old = eval.data();
+    assert_eq!(val.y[..n_val], old.val.y[..]);
+    assert_eq!(val.y[n_val..], old.train.y[..val.len() - n_val]);
+    assert_eq!(train.y[..], old.train.y[val.len() - n_val..]);
+    assert_eq!(
+        wide.data().test.y,
+        old.test.y,
+        "the test split is untouched"
+    );
+    // Digits' own split holds 1/8 of train + validation: a smaller share is refused.
+    let err = Evaluator::new(context(0.05)).err().expect("refused");
+    assert!(err.to_string().contains("0.05"), "{err}");
+    assert!(Evaluator::new(context(1.0)).is_err());
 }
 
 #[test]
