@@ -202,13 +202,19 @@ fn mnist_dir(images: &[u8], labels: &[u8]) -> tempfile::TempDir {
     dir
 }
 
-#[test]
-fn idx_round_trip() {
+/// Three 2x2 images (pixel values 0, 10, ..., 110 in order), labels 0, 2, 1, as both the
+/// training and the test files.
+fn three_image_dir() -> tempfile::TempDir {
     let pixels: Vec<u8> = (0..3 * 2 * 2).map(|i| i as u8 * 10).collect();
-    let dir = mnist_dir(
+    mnist_dir(
         &idx::encode(&[3, 2, 2], &pixels),
         &idx::encode(&[3], &[0, 2, 1]),
-    );
+    )
+}
+
+#[test]
+fn idx_round_trip() {
+    let dir = three_image_dir();
     let spec = DataSpec::mnist(dir.path());
     let s = load(&spec, 1).unwrap();
     assert_eq!(s.test.len(), 3);
@@ -219,11 +225,7 @@ fn idx_round_trip() {
 
 #[test]
 fn idx_train_sample_keeps_the_first_images_and_the_whole_test_set() {
-    let pixels: Vec<u8> = (0..3 * 2 * 2).map(|i| i as u8 * 10).collect();
-    let dir = mnist_dir(
-        &idx::encode(&[3, 2, 2], &pixels),
-        &idx::encode(&[3], &[0, 2, 1]),
-    );
+    let dir = three_image_dir();
     let spec = |n| DataSpec::Idx {
         name: "fashion-mnist".into(),
         dir: dir.path().into(),
