@@ -97,6 +97,11 @@ struct Results {
     spearman: Option<f64>,
     spearman_ci: Option<(f64, f64)>,
     n_heldout: usize,
+    /// Spearman between two trainings of each held-out candidate (with 2+ proxy repeats).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    repeat_spearman: Option<f64>,
+    /// The held-out candidates: predicted and measured validation accuracy, each repeat's.
+    heldout: Vec<HeldOut>,
     /// Search, grow-and-prune and output (QEMU measurements excluded).
     wall_seconds: f64,
     evaluations: usize,
@@ -106,6 +111,15 @@ struct Results {
     pareto: Vec<ParetoPoint>,
     git_commit: String,
     command: String,
+}
+
+#[derive(Serialize)]
+struct HeldOut {
+    key: String,
+    predicted: f64,
+    measured: f64,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    runs: Vec<f64>,
 }
 
 /// Builds the board firmware around the model in `out` (model.json + vectors.bin), runs it under
@@ -279,6 +293,7 @@ pub fn bench(root: &Path, args: &BenchArgs, command: &str) -> Result<()> {
         let proxy = ProxyBudget {
             epochs: t.proxy_epochs,
             max_train_samples: t.proxy_train_samples,
+            repeats: t.proxy_repeats,
             ..ProxyBudget::default()
         };
         // AutoShrink shrinks a DAG cell: the shipped cell space unless a cell space was given.
@@ -372,6 +387,22 @@ pub fn bench(root: &Path, args: &BenchArgs, command: &str) -> Result<()> {
             }
         }
         let q = report.outcome.predictor.as_ref();
+        // The predictor measured the trained, feasible held-out candidates in this order.
+        let heldout = q.map_or_else(Vec::new, |q| {
+            report
+                .outcome
+                .heldout
+                .iter()
+                .filter(|e| e.metrics.trained && e.metrics.feasible)
+                .zip(&q.predicted)
+                .map(|(e, &predicted)| HeldOut {
+                    key: e.candidate.key(),
+                    predicted,
+                    measured: e.metrics.val_accuracy,
+                    runs: e.metrics.val_accuracy_runs.clone(),
+                })
+                .collect()
+        });
         let results = Results {
             method: method.clone(),
             dataset: report.summary.dataset.clone(),
@@ -387,6 +418,8 @@ pub fn bench(root: &Path, args: &BenchArgs, command: &str) -> Result<()> {
             spearman: q.and_then(|q| q.spearman),
             spearman_ci: q.and_then(|q| q.spearman_ci),
             n_heldout: q.map_or(0, |q| q.n_heldout),
+            repeat_spearman: q.and_then(|q| q.repeat_spearman),
+            heldout,
             wall_seconds: wall,
             evaluations: report.outcome.evaluations.len() + report.outcome.heldout.len(),
             best_key: report.outcome.best.candidate.key(),
@@ -484,7 +517,7 @@ fn table(root: &Path) -> Result<String> {
         "## Architecture search under an MCU budget (issue 7)\n\n\
          Command: `{}` (commit {}). Dataset {}, device {} with {} KB parameter flash and {} KB \
          activation RAM. Every candidate is checked against the limits before training \
-         (quantize + lower + cost model); feasible ones get the proxy training ({} epochs); \
+         (quantize + lower + cost model); feasible ones get the proxy training ({} epochs{}); \
          the winner is trained in full, then grown and pruned (NeST rounds that prune past their goal and regrow by gradient, until validation drops half a point), then shipped int8. Test error is the shipped \
          model's int8 error on the official test split (never consulted by the search); energy is \
          the cost model's estimate; instructions are measured under QEMU (mps2-an386, \
@@ -500,6 +533,10 @@ fn table(root: &Path) -> Result<String> {
         first["budgets"]["flash_kb"],
         first["budgets"]["ram_kb"],
         first["proxy"]["epochs"],
+        match first["proxy"]["repeats"].as_u64() {
+            Some(n) if n > 1 => format!(", the mean of {n} trainings from different seeds"),
+            _ => String::new(),
+        },
         baseline_row.unwrap_or_default(),
         bar(&all),
     ))
@@ -522,8 +559,11 @@ fn bar(all: &[(&str, serde_json::Value)]) -> String {
         return out + "- no STEERAGE result yet\n";
     };
     let rho = st["spearman"].as_f64().unwrap_or(f64::NAN);
+    let ceiling = st["repeat_spearman"].as_f64().map_or(String::new(), |r| {
+        format!(" (two single trainings of each held-out candidate agree to {r:.3})")
+    });
     out += &format!(
-        "- predictor Spearman >= 0.8 on {} held-out candidates: {rho:.3}, {}\n",
+        "- predictor Spearman >= 0.8 on {} held-out candidates: {rho:.3}{ceiling}, {}\n",
         st["n_heldout"],
         verdict(rho >= 0.8)
     );

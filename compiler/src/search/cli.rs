@@ -41,6 +41,9 @@ pub struct SearchTuning {
     /// Proxy training: epochs per candidate.
     #[arg(long, default_value_t = 5)]
     pub proxy_epochs: usize,
+    /// Proxy training: trainings per candidate from different seeds, averaged (less noise).
+    #[arg(long, default_value_t = 1)]
+    pub proxy_repeats: usize,
     /// Proxy training: training samples per candidate (default: the whole training split).
     #[arg(long)]
     pub proxy_train_samples: Option<usize>,
@@ -200,6 +203,7 @@ impl SearchArgs {
                 max_train_samples: self.tuning.proxy_train_samples,
                 batch_size: self.batch_size,
                 learning_rate: self.lr,
+                repeats: self.tuning.proxy_repeats,
             },
             limits,
             val_fraction: self.tuning.val_fraction,
@@ -228,6 +232,7 @@ pub fn job_from_synth_args(
             max_train_samples: tuning.proxy_train_samples,
             batch_size: args.batch_size,
             learning_rate: args.lr,
+            repeats: tuning.proxy_repeats,
         },
         limits: HwLimits {
             device: args.device.clone(),

@@ -34,6 +34,19 @@ pub struct ProxyBudget {
     pub max_train_samples: Option<usize>,
     pub batch_size: usize,
     pub learning_rate: f64,
+    /// Trainings per candidate, each from its own initialisation and shuffling seed; the
+    /// candidate's accuracy is their mean. Seed-to-seed spread is the larger part of the
+    /// measurement noise of a short training, and it is what caps how well a predictor can be
+    /// shown to rank (the held-out accuracies are measurements too).
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub repeats: usize,
+}
+
+fn one() -> usize {
+    1
+}
+fn is_one(n: &usize) -> bool {
+    *n == 1
 }
 
 impl Default for ProxyBudget {
@@ -43,6 +56,7 @@ impl Default for ProxyBudget {
             max_train_samples: None,
             batch_size: 32,
             learning_rate: 2e-3,
+            repeats: 1,
         }
     }
 }
@@ -126,8 +140,12 @@ impl Hardware {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Metrics {
     pub key: String,
-    /// Float validation accuracy after the proxy training (0 when not trained: infeasible).
+    /// Float validation accuracy after the proxy training (0 when not trained: infeasible);
+    /// with several repeats, their mean.
     pub val_accuracy: f64,
+    /// Each repeat's accuracy, when the proxy budget trains more than once.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub val_accuracy_runs: Vec<f64>,
     pub params: usize,
     pub macs: usize,
     pub flash_bytes: usize,
@@ -315,9 +333,37 @@ impl Evaluator {
     }
 
     /// Trains `c` with the proxy budget from `seed` and measures it. Infeasible candidates are
-    /// returned untrained.
+    /// returned untrained. With `repeats` > 1, repeat `i` starts from its own seed (repeat 0 from
+    /// `seed` itself, so one repeat measures what it always did) and the accuracies are averaged.
     pub fn evaluate(&self, c: &Candidate, seed: u64) -> Result<Metrics, SearchError> {
-        self.evaluate_model(&c.key(), self.model(c, seed)?, seed)
+        let key = c.key();
+        let first = self.evaluate_model(&key, self.model(c, seed)?, seed)?;
+        let repeats = self.context.proxy.repeats;
+        if repeats <= 1 || !first.trained {
+            return Ok(first);
+        }
+        let mut runs = vec![first.val_accuracy];
+        let mut out = first;
+        for i in 1..repeats {
+            let s = repeat_seed(seed, i);
+            let m = self.train_and_measure(
+                &key,
+                &mut self.model(c, s)?,
+                s,
+                self.context.proxy.epochs,
+                false,
+            )?;
+            runs.push(m.val_accuracy);
+            out.train_seconds = canonical(out.train_seconds + m.train_seconds);
+            // Feasible only if every trained copy lowers within the limits.
+            if out.infeasible.is_none() {
+                out.infeasible = m.infeasible;
+                out.feasible = m.feasible;
+            }
+        }
+        out.val_accuracy = canonical(runs.iter().sum::<f64>() / runs.len() as f64);
+        out.val_accuracy_runs = runs;
+        Ok(out)
     }
 
     /// [`Evaluator::evaluate`] for any float model (a search over another kind of space builds
@@ -357,6 +403,7 @@ impl Evaluator {
         let metrics = |hw: Hardware, val: f64, trained: bool, secs: f64| Metrics {
             key: key.to_string(),
             val_accuracy: canonical(val),
+            val_accuracy_runs: Vec::new(),
             params: hw.params,
             macs: hw.macs,
             flash_bytes: hw.flash_bytes,
@@ -401,6 +448,11 @@ impl Evaluator {
         let post = self.check(model);
         Ok(metrics(post, report.best_val_accuracy, true, secs))
     }
+}
+
+/// The seed of repeat `i` (> 0) of a candidate trained from `seed`.
+fn repeat_seed(seed: u64, i: usize) -> u64 {
+    super::candidate::fnv1a(format!("{seed}/repeat/{i}").as_bytes())
 }
 
 /// `x` to 12 significant digits. serde_json (without its `float_roundtrip` feature, which would

@@ -194,6 +194,7 @@ mod tests {
         Metrics {
             key: key.into(),
             val_accuracy: acc,
+            val_accuracy_runs: Vec::new(),
             params: flash,
             macs: flash,
             flash_bytes: flash,

@@ -122,6 +122,11 @@ pub struct PredictorQuality {
     pub spearman_ci: Option<(f64, f64)>,
     pub predicted: Vec<f64>,
     pub measured: Vec<f64>,
+    /// With two or more repeats per candidate: Spearman between the held-out candidates' first
+    /// and second trainings, how well one measurement ranks them against another; the noise of
+    /// the measured side limits any predictor's Spearman.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repeat_spearman: Option<f64>,
 }
 
 /// A finished search.
@@ -582,7 +587,19 @@ pub fn search(
                 let cands: Vec<Candidate> = ok.iter().map(|e| e.candidate.clone()).collect();
                 let predicted = pred.predict(&d.features(&cands))?;
                 let measured: Vec<f64> = ok.iter().map(|e| e.metrics.val_accuracy).collect();
+                let runs: Vec<&[f64]> = ok
+                    .iter()
+                    .map(|e| &e.metrics.val_accuracy_runs[..])
+                    .collect();
+                let repeat_spearman = if runs.iter().all(|r| r.len() >= 2) {
+                    let first: Vec<f64> = runs.iter().map(|r| r[0]).collect();
+                    let second: Vec<f64> = runs.iter().map(|r| r[1]).collect();
+                    stats::spearman(&first, &second)
+                } else {
+                    None
+                };
                 quality = Some(PredictorQuality {
+                    repeat_spearman,
                     n_heldout: ok.len(),
                     spearman: stats::spearman(&predicted, &measured),
                     spearman_ci: stats::spearman_bootstrap(

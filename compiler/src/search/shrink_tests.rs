@@ -56,6 +56,7 @@ fn digits(limits: HwLimits) -> Evaluator {
             max_train_samples: Some(300),
             batch_size: 32,
             learning_rate: 3e-3,
+            repeats: 1,
         },
         limits,
         val_fraction: None,

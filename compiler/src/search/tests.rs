@@ -166,6 +166,7 @@ fn digits_setup() -> (Space, Evaluator) {
             max_train_samples: Some(800),
             batch_size: 32,
             learning_rate: 3e-3,
+            repeats: 1,
         },
         limits: HwLimits {
             device: "stm32l4r5".into(),
@@ -249,6 +250,45 @@ fn evaluator_prechecks_limits_and_round_trips_as_json() {
     let metrics_back: Metrics =
         serde_json::from_str(&serde_json::to_string(&local).unwrap()).unwrap();
     assert_eq!(metrics_back, local);
+}
+
+#[test]
+fn repeats_average_independent_trainings_and_keep_the_first() {
+    let (_, eval) = digits_setup();
+    let twice = Evaluator::new(EvalContext {
+        proxy: ProxyBudget {
+            repeats: 2,
+            ..eval.context.proxy.clone()
+        },
+        ..eval.context.clone()
+    })
+    .unwrap();
+    let c = Candidate::Mlp { hidden: vec![16] };
+    let once = eval.evaluate(&c, 5).unwrap();
+    let m = twice.evaluate(&c, 5).unwrap();
+    assert!(once.val_accuracy_runs.is_empty(), "{once:?}");
+    assert_eq!(m.val_accuracy_runs.len(), 2, "{m:?}");
+    // Repeat 0 is the single training; repeat 1 starts elsewhere and lands elsewhere.
+    assert_eq!(m.val_accuracy_runs[0], once.val_accuracy);
+    assert_ne!(m.val_accuracy_runs[1], m.val_accuracy_runs[0]);
+    let mean = (m.val_accuracy_runs[0] + m.val_accuracy_runs[1]) / 2.0;
+    assert!((m.val_accuracy - mean).abs() < 1e-9, "{m:?}");
+    assert_eq!((m.flash_bytes, m.params), (once.flash_bytes, once.params));
+    // An infeasible candidate is not trained at all, repeats or not.
+    let wide = twice
+        .evaluate(
+            &Candidate::Mlp {
+                hidden: vec![48, 48],
+            },
+            5,
+        )
+        .unwrap();
+    assert!(
+        !wide.trained && wide.val_accuracy_runs.is_empty(),
+        "{wide:?}"
+    );
+    let back: Metrics = serde_json::from_str(&serde_json::to_string(&m).unwrap()).unwrap();
+    assert_eq!(back, m);
 }
 
 #[test]
