@@ -142,7 +142,7 @@ impl Recipe {
     }
 }
 
-#[derive(serde::Serialize)]
+#[derive(serde::Serialize, serde::Deserialize)]
 struct RunResult {
     seed: u64,
     test_error: f64,
@@ -150,13 +150,15 @@ struct RunResult {
     params_nonzero: usize,
     macs: usize,
     wall_seconds: f64,
+    /// Missing from results written before it was recorded.
+    #[serde(default)]
     git_commit: String,
     /// (int8 nonzero parameters, int8 test error %) after every stage of the run (dense: one
     /// point per width, width 1 first).
     curve: Vec<(usize, f64)>,
 }
 
-#[derive(serde::Serialize)]
+#[derive(serde::Serialize, serde::Deserialize)]
 struct MethodResult {
     dataset: String,
     seed_arch: String,
@@ -394,10 +396,7 @@ pub fn bench(root: &Path, o: &Options) -> Result<()> {
         .map(|r| r.expect("every job ran"))
         .collect();
 
-    let mut curves = Vec::new();
-    let mut rows = Vec::new();
-    // (method, mean test error, reduction) for the bar line under the table.
-    let mut means: Vec<(String, f64, f64)> = Vec::new();
+    let mut finished: Vec<MethodResult> = Vec::new();
     for method in o.methods {
         let mine: Vec<&(Job, Done)> = results
             .iter()
@@ -466,6 +465,49 @@ pub fn bench(root: &Path, o: &Options) -> Result<()> {
             git_commit: commit.clone(),
             command: o.command.into(),
         };
+        let path = root.join(format!(
+            "bench/results/synth-{}-{}-{method}.json",
+            o.dataset, recipe.arch
+        ));
+        bonsai::util::write_atomic(&path, serde_json::to_string_pretty(&result)?.as_bytes())
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        finished.push(result);
+    }
+    // Methods not run now keep their last results (a method is often rerun alone: a LeNet-5
+    // synthesis takes a quarter of an hour).
+    let mut earlier = Vec::new();
+    for method in METHODS
+        .iter()
+        .filter(|m| !o.methods.iter().any(|x| x == *m))
+    {
+        let path = root.join(format!(
+            "bench/results/synth-{}-{}-{method}.json",
+            o.dataset, recipe.arch
+        ));
+        if let Ok(text) = std::fs::read_to_string(&path) {
+            let r: MethodResult = serde_json::from_str(&text)
+                .with_context(|| format!("{}: not a bench synth result", path.display()))?;
+            earlier.push(r);
+        }
+    }
+    let versions: Vec<String> = earlier
+        .iter()
+        .map(|r| {
+            format!(
+                "{} from `{}` (commit {})",
+                r.method, r.command, r.git_commit
+            )
+        })
+        .collect();
+    let mut all: Vec<MethodResult> = finished.into_iter().chain(earlier).collect();
+    all.sort_by_key(|r| METHODS.iter().position(|m| *m == r.method));
+    let mut curves = Vec::new();
+    let mut rows = Vec::new();
+    // (method, mean test error, reduction) for the bar line under the table.
+    let mut means: Vec<(String, f64, f64)> = Vec::new();
+    for result in &all {
+        let method = &result.method;
+        let n = result.runs.len() as f64;
         // The curve: the mean over seeds at each stage of the schedule (stages line up, the
         // schedule being the same).
         let stages = result.runs.iter().map(|r| r.curve.len()).min().unwrap_or(0);
@@ -490,7 +532,7 @@ pub fn bench(root: &Path, o: &Options) -> Result<()> {
             .fold((f64::MAX, f64::MIN), |(lo, hi), &e| (lo.min(e), hi.max(e)));
         rows.push(format!(
             "| {method} | {} | {:.2} | {:.2}–{:.2} | {:.2} | {} | {:.1}x | {} | {:.0} |",
-            o.seeds,
+            result.runs.len(),
             result.test_error,
             spread.0,
             spread.1,
@@ -505,12 +547,6 @@ pub fn bench(root: &Path, o: &Options) -> Result<()> {
             result.test_error,
             result.params_dense as f64 / result.params_nonzero.max(1) as f64,
         ));
-        let path = root.join(format!(
-            "bench/results/synth-{}-{}-{method}.json",
-            o.dataset, recipe.arch
-        ));
-        bonsai::util::write_atomic(&path, serde_json::to_string_pretty(&result)?.as_bytes())
-            .with_context(|| format!("cannot write {}", path.display()))?;
     }
     let svg_name = format!("bench/results/synth-{}-{}.svg", o.dataset, recipe.arch);
     error_vs_nonzeros_svg(
@@ -576,7 +612,7 @@ pub fn bench(root: &Path, o: &Options) -> Result<()> {
          2-core machine, so wall times are upper bounds. Per-method results: \
          `bench/results/synth-{dataset}-{arch}-<method>.json`.\n\n\
          | method | seeds | test error % (mean) | spread | val error % | nonzero params | reduction | FLOPs | s per run |\n\
-         |---|---:|---:|---|---:|---:|---:|---:|---:|\n{rows}\n\n{bar}\
+         |---|---:|---:|---|---:|---:|---:|---:|---:|\n{rows}\n\n{bar}{versions}\
          ![error vs nonzeros]({svg_name})\n\n",
         arch = recipe.arch,
         dataset = o.dataset,
@@ -598,6 +634,14 @@ pub fn bench(root: &Path, o: &Options) -> Result<()> {
         f = recipe.final_epochs,
         widths = recipe.dense_widths,
         rows = rows.join("\n"),
+        versions = if versions.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "Rows not rerun by this command: {}.\n\n",
+                versions.join("; ")
+            )
+        },
     );
     let section = match (o.dataset, recipe.arch) {
         ("mnist", "lenet-300-100") => "synth".to_string(),
