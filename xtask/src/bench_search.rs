@@ -449,6 +449,8 @@ fn table(root: &Path) -> Result<String> {
     let mut baseline_row = None;
     let mut plots = String::new();
     let mut all = Vec::new();
+    // (method, command, commit) of every result: the methods may come from different runs.
+    let mut commands: Vec<(&str, String, String)> = Vec::new();
     for method in ["steerage", "autoshrink", "random"] {
         let path = root.join(format!("bench/results/search-{method}.json"));
         let Ok(text) = std::fs::read_to_string(&path) else {
@@ -504,6 +506,9 @@ fn table(root: &Path) -> Result<String> {
             ));
         }
         plots += &format!("![{method} Pareto front](bench/results/search-{method}-pareto.svg)\n\n");
+        if let (Some(c), Some(g)) = (r["command"].as_str(), r["git_commit"].as_str()) {
+            commands.push((method, c.to_string(), g.to_string()));
+        }
         all.push((method, r));
     }
     let first = ["steerage", "autoshrink", "random"]
@@ -525,7 +530,7 @@ fn table(root: &Path) -> Result<String> {
          candidates (90% bootstrap interval). Per-method results: \
          `bench/results/search-<method>.json`.\n\n\
          | method | model | test error % | energy µJ | flash B | RAM B | nonzero params | insns measured | Spearman (CI) (held-out) | evaluations | wall s |\n\
-         |---|---|---:|---|---:|---:|---:|---:|---|---:|---:|\n{rows}{}\n{}\n{plots}",
+         |---|---|---:|---|---:|---:|---:|---:|---|---:|---:|\n{rows}{}\n{}{}\n{plots}",
         first["command"].as_str().unwrap_or("?"),
         first["git_commit"].as_str().unwrap_or("?"),
         first["dataset"].as_str().unwrap_or("?"),
@@ -538,8 +543,24 @@ fn table(root: &Path) -> Result<String> {
             _ => String::new(),
         },
         baseline_row.unwrap_or_default(),
+        other_commands(&commands, &first),
         bar(&all),
     ))
+}
+
+/// A line naming the runs whose command or commit is not the header's.
+fn other_commands(commands: &[(&str, String, String)], first: &serde_json::Value) -> String {
+    let header = (first["command"].as_str(), first["git_commit"].as_str());
+    let others: Vec<String> = commands
+        .iter()
+        .filter(|(_, c, g)| header != (Some(c.as_str()), Some(g.as_str())))
+        .map(|(m, c, g)| format!("{m} from `{c}` (commit {g})"))
+        .collect();
+    if others.is_empty() {
+        String::new()
+    } else {
+        format!("Rows from other runs: {}.\n\n", others.join("; "))
+    }
 }
 
 /// The issue's bar, checked against the results: one line per criterion, met or missed, with
@@ -601,4 +622,31 @@ fn bar(all: &[(&str, serde_json::Value)]) -> String {
         );
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::other_commands;
+
+    #[test]
+    fn rows_from_other_runs_are_named_with_their_command() {
+        let first =
+            serde_json::json!({"command": "cargo xtask bench search A", "git_commit": "aaa"});
+        let same = (
+            "steerage",
+            "cargo xtask bench search A".to_string(),
+            "aaa".to_string(),
+        );
+        assert_eq!(other_commands(std::slice::from_ref(&same), &first), "");
+        let other = (
+            "autoshrink",
+            "cargo xtask bench search B".to_string(),
+            "bbb".to_string(),
+        );
+        let line = other_commands(&[same, other], &first);
+        assert_eq!(
+            line,
+            "Rows from other runs: autoshrink from `cargo xtask bench search B` (commit bbb).\n\n"
+        );
+    }
 }
