@@ -387,19 +387,18 @@ pub fn bench(root: &Path, args: &BenchArgs, command: &str) -> Result<()> {
             }
         }
         let q = report.outcome.predictor.as_ref();
-        // The predictor measured the trained, feasible held-out candidates in this order.
         let heldout = q.map_or_else(Vec::new, |q| {
-            report
-                .outcome
-                .heldout
-                .iter()
-                .filter(|e| e.metrics.trained && e.metrics.feasible)
-                .zip(&q.predicted)
-                .map(|(e, &predicted)| HeldOut {
-                    key: e.candidate.key(),
+            (q.keys.iter().zip(&q.predicted).zip(&q.measured))
+                .map(|((key, &predicted), &measured)| HeldOut {
+                    key: key.clone(),
                     predicted,
-                    measured: e.metrics.val_accuracy,
-                    runs: e.metrics.val_accuracy_runs.clone(),
+                    measured,
+                    runs: report
+                        .outcome
+                        .heldout
+                        .iter()
+                        .find(|e| e.metrics.key == *key)
+                        .map_or_else(Vec::new, |e| e.metrics.val_accuracy_runs.clone()),
                 })
                 .collect()
         });
@@ -449,8 +448,6 @@ fn table(root: &Path) -> Result<String> {
     let mut baseline_row = None;
     let mut plots = String::new();
     let mut all = Vec::new();
-    // (method, command, commit) of every result: the methods may come from different runs.
-    let mut commands: Vec<(&str, String, String)> = Vec::new();
     for method in ["steerage", "autoshrink", "random"] {
         let path = root.join(format!("bench/results/search-{method}.json"));
         let Ok(text) = std::fs::read_to_string(&path) else {
@@ -506,18 +503,9 @@ fn table(root: &Path) -> Result<String> {
             ));
         }
         plots += &format!("![{method} Pareto front](bench/results/search-{method}-pareto.svg)\n\n");
-        if let (Some(c), Some(g)) = (r["command"].as_str(), r["git_commit"].as_str()) {
-            commands.push((method, c.to_string(), g.to_string()));
-        }
         all.push((method, r));
     }
-    let first = ["steerage", "autoshrink", "random"]
-        .iter()
-        .find_map(|m| {
-            std::fs::read_to_string(root.join(format!("bench/results/search-{m}.json"))).ok()
-        })
-        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-        .unwrap_or_default();
+    let first = all.first().map(|(_, r)| r.clone()).unwrap_or_default();
     Ok(format!(
         "## Architecture search under an MCU budget (issue 7)\n\n\
          Command: `{}` (commit {}). Dataset {}, device {} with {} KB parameter flash and {} KB \
@@ -543,18 +531,24 @@ fn table(root: &Path) -> Result<String> {
             _ => String::new(),
         },
         baseline_row.unwrap_or_default(),
-        other_commands(&commands, &first),
+        other_commands(&all, &first),
         bar(&all),
     ))
 }
 
 /// A line naming the runs whose command or commit is not the header's.
-fn other_commands(commands: &[(&str, String, String)], first: &serde_json::Value) -> String {
-    let header = (first["command"].as_str(), first["git_commit"].as_str());
-    let others: Vec<String> = commands
+fn other_commands(all: &[(&str, serde_json::Value)], first: &serde_json::Value) -> String {
+    fn run(r: &serde_json::Value) -> (Option<&str>, Option<&str>) {
+        (r["command"].as_str(), r["git_commit"].as_str())
+    }
+    let others: Vec<String> = all
         .iter()
-        .filter(|(_, c, g)| header != (Some(c.as_str()), Some(g.as_str())))
-        .map(|(m, c, g)| format!("{m} from `{c}` (commit {g})"))
+        .filter_map(|(m, r)| match run(r) {
+            (Some(c), Some(g)) if run(r) != run(first) => {
+                Some(format!("{m} from `{c}` (commit {g})"))
+            }
+            _ => None,
+        })
         .collect();
     if others.is_empty() {
         String::new()
@@ -632,16 +626,11 @@ mod tests {
     fn rows_from_other_runs_are_named_with_their_command() {
         let first =
             serde_json::json!({"command": "cargo xtask bench search A", "git_commit": "aaa"});
-        let same = (
-            "steerage",
-            "cargo xtask bench search A".to_string(),
-            "aaa".to_string(),
-        );
+        let same = ("steerage", first.clone());
         assert_eq!(other_commands(std::slice::from_ref(&same), &first), "");
         let other = (
             "autoshrink",
-            "cargo xtask bench search B".to_string(),
-            "bbb".to_string(),
+            serde_json::json!({"command": "cargo xtask bench search B", "git_commit": "bbb"}),
         );
         let line = other_commands(&[same, other], &first);
         assert_eq!(

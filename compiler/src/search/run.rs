@@ -120,6 +120,9 @@ pub struct PredictorQuality {
     pub spearman: Option<f64>,
     /// Bootstrap 90 % interval (2000 resamples).
     pub spearman_ci: Option<(f64, f64)>,
+    /// The held-out candidates measured (trained and feasible), in the order of `predicted`.
+    #[serde(default)]
+    pub keys: Vec<String>,
     pub predicted: Vec<f64>,
     pub measured: Vec<f64>,
     /// With two or more repeats per candidate: Spearman between the held-out candidates' first
@@ -600,6 +603,7 @@ pub fn search(
                 };
                 quality = Some(PredictorQuality {
                     repeat_spearman,
+                    keys: ok.iter().map(|e| e.candidate.key()).collect(),
                     n_heldout: ok.len(),
                     spearman: stats::spearman(&predicted, &measured),
                     spearman_ci: stats::spearman_bootstrap(
