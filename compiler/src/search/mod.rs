@@ -37,7 +37,7 @@ pub use candidate::{Candidate, PoolKind, Stage};
 pub use eval::{
     evaluate, EvalContext, EvalRequest, Evaluator, Hardware, HwLimits, Metrics, ProxyBudget,
 };
-pub use predictor::Predictor;
+pub use predictor::{Predictor, PredictorParams};
 pub use run::{search, SearchConfig, SearchMethod, SearchOutcome};
 pub use space::Space;
 

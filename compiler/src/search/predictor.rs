@@ -23,13 +23,37 @@ use smartcore::xgboost::{XGRegressor, XGRegressorParameters};
 type Trees = XGRegressor<f64, f64, DenseMatrix<f64>, Vec<f64>>;
 type Ridge = RidgeRegression<f64, f64, DenseMatrix<f64>, Vec<f64>>;
 
-/// Ridge penalty on standardised features.
-const RIDGE_ALPHA: f64 = 10.0;
+/// The predictor's hyper-parameters; `default()` is what searches use. Exposed so they can be
+/// studied offline on a saved search state (`cargo run --example predictor_study`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct PredictorParams {
+    /// Ridge penalty on standardised features.
+    pub ridge_alpha: f64,
+    /// Boosted trees on the base's residuals (0: the base alone).
+    pub n_trees: usize,
+    pub max_depth: u16,
+    pub learning_rate: f64,
+    pub min_child_weight: usize,
+}
+
+impl Default for PredictorParams {
+    fn default() -> Self {
+        // Stumps, shrunk: with a few dozen points deeper trees fitted noise (session 3's
+        // comparison above: 50 depth-2 trees ranked worse than 20 stumps).
+        PredictorParams {
+            ridge_alpha: 10.0,
+            n_trees: 20,
+            max_depth: 1,
+            learning_rate: 0.05,
+            min_child_weight: 5,
+        }
+    }
+}
 
 /// A fitted predictor of validation accuracy.
 pub struct Predictor {
     base: LinearBase,
-    trees: Trees,
+    trees: Option<Trees>,
     n_features: usize,
 }
 
@@ -44,7 +68,12 @@ struct LinearBase {
 }
 
 impl LinearBase {
-    fn fit(x: &[Vec<f64>], y: &[f64], columns: &[usize]) -> Result<LinearBase, SearchError> {
+    fn fit(
+        x: &[Vec<f64>],
+        y: &[f64],
+        columns: &[usize],
+        alpha: f64,
+    ) -> Result<LinearBase, SearchError> {
         let n = x.len() as f64;
         let mean: Vec<f64> = columns
             .iter()
@@ -75,7 +104,7 @@ impl LinearBase {
         if x.len() > columns.len() && !columns.is_empty() {
             let centred: Vec<f64> = y.iter().map(|v| v - y_mean).collect();
             let params = RidgeRegressionParameters::default()
-                .with_alpha(RIDGE_ALPHA)
+                .with_alpha(alpha)
                 .with_normalize(false);
             base.ridge = Some(
                 Ridge::fit(&base.standardise(x)?, &centred, params)
@@ -126,6 +155,17 @@ impl Predictor {
         linear: &[usize],
         seed: u64,
     ) -> Result<Predictor, SearchError> {
+        Predictor::fit_with(x, y, linear, seed, &PredictorParams::default())
+    }
+
+    /// [`Predictor::fit`] with other hyper-parameters.
+    pub fn fit_with(
+        x: &[Vec<f64>],
+        y: &[f64],
+        linear: &[usize],
+        seed: u64,
+        hp: &PredictorParams,
+    ) -> Result<Predictor, SearchError> {
         if x.len() != y.len() || x.len() < 2 {
             return Err(SearchError::Predictor(format!(
                 "needs at least two (features, accuracy) pairs, got {} rows and {} targets",
@@ -144,21 +184,25 @@ impl Predictor {
                 "linear column {j} of {n_features} features"
             )));
         }
-        let base = LinearBase::fit(x, y, linear)?;
+        let base = LinearBase::fit(x, y, linear, hp.ridge_alpha)?;
         let residual: Vec<f64> = y.iter().zip(base.predict(x)?).map(|(a, b)| a - b).collect();
-        // Stumps, shrunk: with a few dozen points deeper trees fitted noise (session 3's
-        // comparison above: 50 depth-2 trees ranked worse than 20 stumps).
-        let params = XGRegressorParameters::default()
-            .with_n_estimators(20)
-            .with_max_depth(1)
-            .with_learning_rate(0.05)
-            .with_min_child_weight(5)
-            .with_lambda(1.0)
-            .with_subsample(0.7)
-            .with_base_score(0.0)
-            .with_seed(seed);
-        let trees = Trees::fit(&matrix(x)?, &residual, params)
-            .map_err(|e| SearchError::Predictor(e.to_string()))?;
+        let trees = if hp.n_trees == 0 {
+            None
+        } else {
+            let params = XGRegressorParameters::default()
+                .with_n_estimators(hp.n_trees)
+                .with_max_depth(hp.max_depth)
+                .with_learning_rate(hp.learning_rate)
+                .with_min_child_weight(hp.min_child_weight)
+                .with_lambda(1.0)
+                .with_subsample(0.7)
+                .with_base_score(0.0)
+                .with_seed(seed);
+            Some(
+                Trees::fit(&matrix(x)?, &residual, params)
+                    .map_err(|e| SearchError::Predictor(e.to_string()))?,
+            )
+        };
         Ok(Predictor {
             base,
             trees,
@@ -177,10 +221,12 @@ impl Predictor {
                 self.n_features
             )));
         }
-        let trees = self
-            .trees
-            .predict(&matrix(x)?)
-            .map_err(|e| SearchError::Predictor(e.to_string()))?;
+        let trees = match &self.trees {
+            Some(t) => t
+                .predict(&matrix(x)?)
+                .map_err(|e| SearchError::Predictor(e.to_string()))?,
+            None => vec![0.0; x.len()],
+        };
         Ok(self
             .base
             .predict(x)?
@@ -231,6 +277,16 @@ mod tests {
             .predict(&test)
             .unwrap();
         assert_eq!(pred, again, "seeded: the same fit again");
+        let base_only = PredictorParams {
+            n_trees: 0,
+            ..PredictorParams::default()
+        };
+        let ridge = Predictor::fit_with(&x, &y, &[0], 1, &base_only)
+            .unwrap()
+            .predict(&test)
+            .unwrap();
+        assert!(spearman(&ridge, &truth).unwrap() > 0.95, "{ridge:?}");
+        assert_ne!(ridge, pred, "the trees correct the base");
         assert!(p.predict(&[vec![1.0]]).is_err());
         assert!(Predictor::fit(&x[..1], &y[..1], &[0], 1).is_err());
         assert!(Predictor::fit(&x, &y, &[2], 1).is_err(), "no column 2");
