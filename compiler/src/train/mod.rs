@@ -2,6 +2,7 @@
 //! stopping on validation accuracy, seeded shuffling. The IR is the model: training reads weights
 //! and masks from it and writes the best weights back.
 
+mod denormals;
 mod net;
 
 pub use net::{LayerTensor, Masks, Net};
@@ -250,6 +251,7 @@ pub fn train(
     if train.is_empty() {
         return Err(TrainError::Empty);
     }
+    let _flush = denormals::FlushDenormals::new();
     let expected = model.input_len();
     if train.dim != expected || val.dim != expected {
         return Err(TrainError::Shape {
