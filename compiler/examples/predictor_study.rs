@@ -144,77 +144,48 @@ fn main() -> Result<()> {
         f(&mut h);
         h
     };
+    let variant = |name, hp, extra, all_linear| Variant {
+        name,
+        hp,
+        extra,
+        all_linear,
+    };
     let variants = vec![
-        Variant {
-            name: "current",
-            hp: d.clone(),
-            extra: false,
-            all_linear: false,
-        },
-        Variant {
-            name: "ridge only",
-            hp: with(&|h| h.n_trees = 0),
-            extra: false,
-            all_linear: false,
-        },
-        Variant {
-            name: "alpha 3",
-            hp: with(&|h| h.ridge_alpha = 3.0),
-            extra: false,
-            all_linear: false,
-        },
-        Variant {
-            name: "alpha 30",
-            hp: with(&|h| h.ridge_alpha = 30.0),
-            extra: false,
-            all_linear: false,
-        },
-        Variant {
-            name: "50 stumps",
-            hp: with(&|h| h.n_trees = 50),
-            extra: false,
-            all_linear: false,
-        },
-        Variant {
-            name: "50 depth-2, lr .1",
-            hp: with(&|h| {
+        variant("current", d.clone(), false, false),
+        variant("ridge only", with(&|h| h.n_trees = 0), false, false),
+        variant("alpha 3", with(&|h| h.ridge_alpha = 3.0), false, false),
+        variant("alpha 30", with(&|h| h.ridge_alpha = 30.0), false, false),
+        variant("50 stumps", with(&|h| h.n_trees = 50), false, false),
+        variant(
+            "50 depth-2, lr .1",
+            with(&|h| {
                 h.n_trees = 50;
                 h.max_depth = 2;
                 h.learning_rate = 0.1
             }),
-            extra: false,
-            all_linear: false,
-        },
-        Variant {
-            name: "all columns linear",
-            hp: d.clone(),
-            extra: false,
-            all_linear: true,
-        },
-        Variant {
-            name: "all linear, alpha 30",
-            hp: with(&|h| h.ridge_alpha = 30.0),
-            extra: false,
-            all_linear: true,
-        },
-        Variant {
-            name: "+pools/flat",
-            hp: d.clone(),
-            extra: true,
-            all_linear: false,
-        },
-        Variant {
-            name: "+pools/flat, alpha 30",
-            hp: with(&|h| h.ridge_alpha = 30.0),
-            extra: true,
-            all_linear: false,
-        },
-        Variant {
-            name: "+pools/flat, ridge only",
-            hp: with(&|h| h.n_trees = 0),
-            extra: true,
-            all_linear: false,
-        },
+            false,
+            false,
+        ),
+        variant("all columns linear", d.clone(), false, true),
+        variant(
+            "all linear, alpha 30",
+            with(&|h| h.ridge_alpha = 30.0),
+            false,
+            true,
+        ),
+        variant("+pools/flat", d.clone(), true, false),
+        variant(
+            "+pools/flat, alpha 30",
+            with(&|h| h.ridge_alpha = 30.0),
+            true,
+            false,
+        ),
+        variant(
+            "+pools/flat, ridge only",
+            with(&|h| h.n_trees = 0),
+            true,
+            false,
+        ),
     ];
     let folds = 4;
     let shuffles = 25;
