@@ -174,6 +174,9 @@ pub struct ScheduleArgs {
     /// Growth steps (nest, scann-a, scann-b).
     #[arg(long, default_value_t = 1)]
     pub grow_rounds: usize,
+    /// Training epochs after each growth step (default: --retrain-epochs).
+    #[arg(long)]
+    pub grow_epochs: Option<usize>,
     /// Neurons grown per hidden layer and growth step (0: connection growth only).
     #[arg(long, default_value_t = 8)]
     pub grow_neurons: usize,
@@ -196,6 +199,10 @@ pub struct ScheduleArgs {
     /// Fine-tuning epochs after the last pruning round (early-stopped on validation).
     #[arg(long, default_value_t = 0)]
     pub final_epochs: usize,
+    /// Exponent e of the per-layer pruning rule: layer l keeps d · (mean layer size / its
+    /// size)^e of its weights, at least d (0: every layer alike).
+    #[arg(long, default_value_t = crate::synth::prune::DEFAULT_LAYER_EXPONENT)]
+    pub layer_exponent: f64,
     /// Multiplier of the seed's hidden widths (default 0.25 for scann-a, else 1).
     #[arg(long)]
     pub seed_width: Option<f64>,
@@ -252,6 +259,7 @@ impl SynthArgs {
                 seed_density: self.schedule.seed_density,
                 grow_fraction: self.schedule.grow_fraction,
                 grow_rounds: self.schedule.grow_rounds,
+                grow_epochs: self.schedule.grow_epochs,
                 neurons: crate::synth::grow::NeuronGrowth {
                     beta: self.schedule.neuron_beta,
                     alpha_birth: self.schedule.alpha_birth,
@@ -267,6 +275,7 @@ impl SynthArgs {
                 regrow_fraction: self.schedule.regrow_fraction,
                 reference_weights: None,
                 final_epochs: self.schedule.final_epochs,
+                layer_exponent: self.schedule.layer_exponent,
             },
             max_vectors: self.vectors,
             show_progress: !self.quiet,

@@ -92,13 +92,20 @@ impl Recipe {
         })
     }
 
+    /// NeST's split of the first phase: (epochs on the sparse seed, epochs after each of its
+    /// two growth steps).
+    fn nest_growth_epochs(&self) -> (usize, usize) {
+        let grow = (self.epochs / 4).max(1);
+        (self.epochs.saturating_sub(2 * grow).max(1), grow)
+    }
+
     /// Epochs every method may spend: first phase + pruning rounds + fine-tuning.
     fn budget(&self) -> usize {
         self.epochs + self.rounds * self.retrain_epochs + self.final_epochs
     }
 
-    /// Command-line options of `method` (dense at `width`).
-    fn args(&self, method: &str, width: f64) -> Vec<String> {
+    /// Command-line options of `method` (dense at `width`; the others pruned to `density`).
+    fn args(&self, method: &str, width: f64, density: f64) -> Vec<String> {
         let mut v: Vec<String> = vec![
             "--lr-schedule".into(),
             "cosine".into(),
@@ -119,11 +126,16 @@ impl Recipe {
             push("--seed-width", width.to_string());
             return v;
         }
-        push("--epochs", self.epochs.to_string());
+        let first = if method == "nest" {
+            self.nest_growth_epochs().0
+        } else {
+            self.epochs
+        };
+        push("--epochs", first.to_string());
         push("--rounds", self.rounds.to_string());
         push("--retrain-epochs", self.retrain_epochs.to_string());
         push("--final-epochs", self.final_epochs.to_string());
-        push("--target-density", self.target_density.to_string());
+        push("--target-density", density.to_string());
         if let Some(drop) = self.max_val_drop {
             push("--max-val-drop", drop.to_string());
         }
@@ -131,8 +143,10 @@ impl Recipe {
             "prune" => {}
             // NeST: a 30% random seed, two growth steps (neurons by the bridging gradient,
             // 20% of the dormant connections by |dL/dw|), then pruning rounds that prune 10%
-            // past each goal and regrow that share by gradient.
+            // past each goal and regrow that share by gradient. The seed's training and the
+            // growth steps share the first phase's epochs, so NeST spends what prune-only does.
             "nest" => {
+                push("--grow-epochs", self.nest_growth_epochs().1.to_string());
                 push("--seed-density", "0.3".into());
                 push("--grow-fraction", "0.2".into());
                 push("--grow-rounds", "2".into());
@@ -182,8 +196,23 @@ struct MethodResult {
     epoch_budget: usize,
     jobs: usize,
     runs: Vec<RunResult>,
+    /// The curve as separate full-budget runs per target density (`--curve-densities`; empty:
+    /// the curve is each run's own trajectory, in `runs`).
+    #[serde(default)]
+    density_curve: Vec<DensityPoint>,
     git_commit: String,
     command: String,
+}
+
+/// One point of a method's error-vs-nonzeros curve made of separate runs, one per target
+/// density, each with the whole epoch budget.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct DensityPoint {
+    target_density: f64,
+    seeds: Vec<u64>,
+    /// Means over the seeds.
+    params_nonzero: f64,
+    test_error: f64,
 }
 
 /// One synthesis to run.
@@ -191,6 +220,8 @@ struct Job {
     method: String,
     seed: u64,
     width: f64,
+    /// Target density of a pruning method's curve run (None: the recipe's target).
+    density: Option<f64>,
 }
 
 struct Done {
@@ -219,6 +250,11 @@ pub struct Options<'a> {
     pub jobs: usize,
     /// Reuse runs already done with the same command line at the same commit.
     pub resume: bool,
+    /// Target densities of the pruning methods' curves, each a separate run with the whole
+    /// budget (empty: the curve is each run's own trajectory).
+    pub curve_densities: &'a [f64],
+    /// Seeds (1..=N) of those curve runs.
+    pub curve_seeds: u64,
     pub command: &'a str,
 }
 
@@ -232,6 +268,13 @@ pub fn bench(root: &Path, o: &Options) -> Result<()> {
         );
     }
     let recipe = Recipe::for_arch(o.arch)?;
+    for &d in o.curve_densities {
+        anyhow::ensure!(
+            d > 0.0 && d < 1.0 && d != recipe.target_density,
+            "curve density {d}: use fractions between 0 and 1 other than the table's target {}",
+            recipe.target_density
+        );
+    }
     anyhow::ensure!(
         !(recipe.arch == "lenet-5" && o.methods.iter().any(|m| m == "scann-c")),
         "scann-c rewires fully connected layers into a DAG of neurons; LeNet-5's convolutions are not"
@@ -269,13 +312,32 @@ pub fn bench(root: &Path, o: &Options) -> Result<()> {
                     method: method.clone(),
                     seed,
                     width,
+                    density: None,
+                });
+            }
+        }
+    }
+    // The curves' extra runs after every table run, so the table fills first.
+    for seed in 1..=o.curve_seeds.min(o.seeds) {
+        for method in o.methods.iter().filter(|m| *m != "dense") {
+            for &d in o.curve_densities {
+                jobs.push_back(Job {
+                    method: method.clone(),
+                    seed,
+                    width: 1.0,
+                    density: Some(d),
                 });
             }
         }
     }
     let n_jobs = jobs.len();
     let out_dir = |j: &Job| -> PathBuf {
-        if j.width == 1.0 {
+        if let Some(d) = j.density {
+            work.join(format!(
+                "{}-{}-{}-d{}-{}",
+                o.dataset, recipe.arch, j.method, d, j.seed
+            ))
+        } else if j.width == 1.0 {
             work.join(format!(
                 "{}-{}-{}-{}",
                 o.dataset, recipe.arch, j.method, j.seed
@@ -304,7 +366,11 @@ pub fn bench(root: &Path, o: &Options) -> Result<()> {
         ]
         .map(String::from)
         .to_vec();
-        argv.extend(recipe.args(&j.method, j.width));
+        argv.extend(recipe.args(
+            &j.method,
+            j.width,
+            j.density.unwrap_or(recipe.target_density),
+        ));
         // `--resume`: a run whose directory records the same command line is not run again (a
         // LeNet-5 bench spans sessions on a 2-core machine); the commit that made each run is
         // kept in the results.
@@ -413,7 +479,7 @@ pub fn bench(root: &Path, o: &Options) -> Result<()> {
                     mine.iter().filter(|(j, _)| j.seed == seed).collect();
                 let (_, full) = of_seed
                     .iter()
-                    .find(|(j, _)| j.width == 1.0)
+                    .find(|(j, _)| j.width == 1.0 && j.density.is_none())
                     .expect("full-width run");
                 let curve = if method == "dense" {
                     of_seed
@@ -444,6 +510,26 @@ pub fn bench(root: &Path, o: &Options) -> Result<()> {
                 }
             })
             .collect();
+        let mut density_curve: Vec<DensityPoint> = Vec::new();
+        if method != "dense" && !o.curve_densities.is_empty() {
+            let targets = o.curve_densities.iter().map(|&d| Some(d)).chain([None]);
+            for target in targets {
+                let at: Vec<&&(Job, Done)> =
+                    mine.iter().filter(|(j, _)| j.density == target).collect();
+                let k = at.len() as f64;
+                density_curve.push(DensityPoint {
+                    target_density: target.unwrap_or(recipe.target_density),
+                    seeds: at.iter().map(|(j, _)| j.seed).collect(),
+                    params_nonzero: at
+                        .iter()
+                        .map(|(_, d)| d.summary.params_nonzero as f64)
+                        .sum::<f64>()
+                        / k,
+                    test_error: at.iter().map(|(_, d)| int8_error(d)).sum::<f64>() / k,
+                });
+            }
+            density_curve.sort_by(|a, b| b.target_density.total_cmp(&a.target_density));
+        }
         let n = runs.len() as f64;
         let mean = |f: &dyn Fn(&RunResult) -> f64| runs.iter().map(f).sum::<f64>() / n;
         let result = MethodResult {
@@ -466,6 +552,7 @@ pub fn bench(root: &Path, o: &Options) -> Result<()> {
             epoch_budget: recipe.budget(),
             jobs: o.jobs,
             runs,
+            density_curve,
             git_commit: commit.clone(),
             command: o.command.into(),
         };
@@ -512,16 +599,25 @@ pub fn bench(root: &Path, o: &Options) -> Result<()> {
     for result in &all {
         let method = &result.method;
         let n = result.runs.len() as f64;
-        // The curve: the mean over seeds at each stage of the schedule (stages line up, the
-        // schedule being the same).
+        // The curve: one full-budget run per target density when the bench made them, else the
+        // mean over seeds at each stage of the schedule (stages line up, the schedule being
+        // the same).
         let stages = result.runs.iter().map(|r| r.curve.len()).min().unwrap_or(0);
-        let points: Vec<(f64, f64)> = (0..stages)
-            .map(|k| {
-                let x = result.runs.iter().map(|r| r.curve[k].0 as f64).sum::<f64>() / n;
-                let y = result.runs.iter().map(|r| r.curve[k].1).sum::<f64>() / n;
-                (x, y)
-            })
-            .collect();
+        let points: Vec<(f64, f64)> = if result.density_curve.is_empty() {
+            (0..stages)
+                .map(|k| {
+                    let x = result.runs.iter().map(|r| r.curve[k].0 as f64).sum::<f64>() / n;
+                    let y = result.runs.iter().map(|r| r.curve[k].1).sum::<f64>() / n;
+                    (x, y)
+                })
+                .collect()
+        } else {
+            result
+                .density_curve
+                .iter()
+                .map(|p| (p.params_nonzero, p.test_error))
+                .collect()
+        };
         curves.push(Curve {
             name: if method == "dense" {
                 "dense (narrower seeds)".into()
@@ -604,11 +700,13 @@ pub fn bench(root: &Path, o: &Options) -> Result<()> {
         "## Grow-and-prune synthesis: {dataset} {arch}\n\n\
          Command: `{command}` (commit {commit}). {about_data}; Adam with L2 weight decay {wd}, \
          learning rate cosine-annealed within every training phase. Budget per run: {budget} epochs. \
-         Prune-only and NeST: {e} epochs first (NeST from a 30% random sparse seed with two growth \
-         steps of neurons, conv feature maps and connections), {r} prune rounds of {k} retraining \
-         epochs to a {t}% target{stop} (NeST prunes 10% past each goal and regrows that share by \
-         gradient), {f} fine-tuning epochs (shipped only if validation does not drop). The dense \
-         baseline trains all {budget} epochs; its curve is the seed at widths {widths:?}. The \
+         Prune-only and NeST: {e} epochs first (NeST: {ne} on a 30% random sparse seed, then two \
+         growth steps of neurons, conv feature maps and connections with {ng} epochs each), {r} \
+         prune rounds of {k} retraining epochs to a {t}% target{stop} (NeST prunes 10% past each \
+         goal and regrows that share by gradient; SCANN C regrows 10% by gradient and retrains \
+         {kc} of a round's epochs before pruning), {f} fine-tuning epochs (early-stopped; shipped \
+         only if validation does not drop). The dense baseline trains all {budget} epochs; its \
+         curve is the seed at widths {widths:?}. {curve_kind} The \
          shipped model of each run is chosen on validation. Nonzeros are int8 weights + biases of \
          the quantized model; errors are int8 test errors. Time: a run is almost all training \
          epochs (burn's flex backend, about one core each); growth gradients, candidate maps and the \
@@ -636,7 +734,22 @@ pub fn bench(root: &Path, o: &Options) -> Result<()> {
             None => String::new(),
         },
         f = recipe.final_epochs,
+        ne = recipe.nest_growth_epochs().0,
+        ng = recipe.nest_growth_epochs().1,
+        kc = recipe.retrain_epochs.max(2) / 2,
         widths = recipe.dense_widths,
+        curve_kind = if o.curve_densities.is_empty() {
+            "The pruning methods' curves are the stages of their runs (mean over seeds).".to_string()
+        } else {
+            format!(
+                "The pruning methods' curves are separate runs, each with the whole budget, at \
+                 target densities {:?} and the table's {}% ({} seeds each; the table's point: \
+                 all seeds).",
+                o.curve_densities,
+                (1e4 * recipe.target_density).round() / 100.0,
+                o.curve_seeds.min(o.seeds)
+            )
+        },
         rows = rows.join("\n"),
         versions = if versions.is_empty() {
             String::new()
@@ -653,4 +766,35 @@ pub fn bench(root: &Path, o: &Options) -> Result<()> {
         (dataset, arch) => format!("synth-{dataset}-{arch}"),
     };
     write_section(root, &section, &body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Epochs a method's command line lets it train: the schedule's own accounting
+    /// (`planned_epochs`) of the options `bonsai synthesize` parses.
+    fn planned(recipe: &Recipe, method: &str) -> usize {
+        let mut argv = vec!["synthesize".to_string()];
+        argv.extend(recipe.args(method, 1.0, recipe.target_density));
+        let opts = Cli::try_parse_from(&argv)
+            .unwrap()
+            .args
+            .to_options()
+            .unwrap();
+        match opts.schedule.method {
+            bonsai::synth::schedule::Method::Dense => opts.train.max_epochs,
+            _ => bonsai::synth::schedule::planned_epochs(&opts.schedule, opts.train.max_epochs),
+        }
+    }
+
+    #[test]
+    fn every_method_gets_the_recipes_epoch_budget() {
+        for arch in ["lenet-300-100", "lenet-5", "tabular-mlp"] {
+            let recipe = Recipe::for_arch(arch).unwrap();
+            for method in ["dense", "prune", "nest", "scann-c"] {
+                assert_eq!(planned(&recipe, method), recipe.budget(), "{arch} {method}");
+            }
+        }
+    }
 }

@@ -94,6 +94,14 @@ enum BenchCmd {
         /// Reuse the runs of an interrupted bench (same command line and commit).
         #[arg(long)]
         resume: bool,
+        /// Target densities of the error-vs-nonzeros curves, comma separated: each is a
+        /// separate run of every pruning method with the whole epoch budget (default: the
+        /// points along each run's own schedule).
+        #[arg(long, value_delimiter = ',')]
+        curve_densities: Vec<f64>,
+        /// Seeds of the curve runs (1..=N; default: --seeds).
+        #[arg(long)]
+        curve_seeds: Option<u64>,
     },
     /// Architecture search (issue 7): STEERAGE and random search on MNIST under a device's
     /// flash/RAM budget, the shipped models and Pareto-front points measured under QEMU, against
@@ -290,6 +298,8 @@ fn run(cli: Cli) -> Result<()> {
                     methods,
                     jobs,
                     resume,
+                    curve_densities,
+                    curve_seeds,
                 } => xtask::bench_synth::bench(
                     &root,
                     &xtask::bench_synth::Options {
@@ -304,6 +314,8 @@ fn run(cli: Cli) -> Result<()> {
                         methods: &methods,
                         jobs,
                         resume,
+                        curve_densities: &curve_densities,
+                        curve_seeds: curve_seeds.unwrap_or(seeds),
                         command: &command,
                     },
                 )?,

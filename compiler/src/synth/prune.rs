@@ -2,8 +2,9 @@
 //!
 //! A single global threshold wipes out small layers (the 100→10 classifier of LeNet-300-100 has
 //! weights of a different scale than the 784→300 layer), so each layer gets its own target
-//! density: `d_l = min(1, max(d', d' · sqrt(mean_size / size_l)))`, i.e. small layers stay
-//! denser than large ones (rule chosen here, not from the papers; measured in BENCHMARKS.md).
+//! density: `d_l = min(1, max(d', d' · (mean_size / size_l)^e))` with `e = 1/2` by default,
+//! i.e. small layers stay denser than large ones (rule chosen here, not from the papers;
+//! measured in BENCHMARKS.md; `e = 0` is a uniform density).
 //! `d'` is solved so that the layers together keep exactly the overall target: with `d' = d`
 //! the protected small layers pushed the total over it (LeNet-5 at a 1.75% target kept 1.86%,
 //! NeST's grown maps 1.96%, which cost the 50x compression bar).
@@ -13,13 +14,21 @@ use crate::ir::Model;
 /// Per-layer target densities for an overall target `density` (of all weights together), one
 /// per weighted (Dense or Conv2d) node in node order.
 pub fn layer_densities(model: &Model, density: f64) -> Vec<f64> {
+    layer_densities_with(model, density, DEFAULT_LAYER_EXPONENT)
+}
+
+/// The exponent `e` of the per-layer rule that `layer_densities` uses.
+pub const DEFAULT_LAYER_EXPONENT: f64 = 0.5;
+
+/// [`layer_densities`] with the rule's exponent `e` given.
+pub fn layer_densities_with(model: &Model, density: f64, exponent: f64) -> Vec<f64> {
     let sizes: Vec<f64> = layer_sizes(model).into_iter().map(|s| s as f64).collect();
     let total: f64 = sizes.iter().sum();
     let mean = total / sizes.len().max(1) as f64;
     let per_layer = |d: f64| -> Vec<f64> {
         sizes
             .iter()
-            .map(|&s| (d * (mean / s).sqrt()).clamp(d, 1.0))
+            .map(|&s| (d * (mean / s).powf(exponent)).clamp(d, 1.0))
             .collect()
     };
     let kept = |d: f64| -> f64 { per_layer(d).iter().zip(&sizes).map(|(x, s)| x * s).sum() };

@@ -85,6 +85,9 @@ pub struct Schedule {
     pub grow_fraction: f64,
     /// NeST / SCANN A, B: growth steps (each: neurons, connections, retrain).
     pub grow_rounds: usize,
+    /// Training epochs after each growth step (None: `retrain_epochs`). With `grow_rounds × g`
+    /// taken off the first phase, NeST spends the epochs prune-only does.
+    pub grow_epochs: Option<usize>,
     /// Neuron growth (NeST, SCANN A and B); `per_layer = 0` disables it.
     pub neurons: NeuronGrowth,
     /// Feature-map growth of conv layers (NeST); `per_layer = 0` disables it.
@@ -97,6 +100,22 @@ pub struct Schedule {
     /// Fine-tuning epochs (early-stopped on validation) after the last pruning round; a
     /// heavily pruned net is far from converged after a short retrain.
     pub final_epochs: usize,
+    /// Exponent of the per-layer density rule ([`prune::layer_densities_with`]).
+    pub layer_exponent: f64,
+}
+
+impl Schedule {
+    /// Training epochs after a growth step.
+    pub fn grow_epochs(&self) -> usize {
+        self.grow_epochs.unwrap_or(self.retrain_epochs)
+    }
+
+    /// SCANN C's round: (epochs after regrowth, epochs after pruning). The two share one
+    /// round's `retrain_epochs`, so SCANN C spends the epochs prune-only does.
+    fn scann_c_split(&self) -> (usize, usize) {
+        let k = self.retrain_epochs.max(2);
+        (k / 2, k - k / 2)
+    }
 }
 
 impl Default for Schedule {
@@ -111,11 +130,13 @@ impl Default for Schedule {
             seed_density: 0.2,
             grow_fraction: 0.1,
             grow_rounds: 1,
+            grow_epochs: None,
             neurons: NeuronGrowth::default(),
             maps: MapGrowth::default(),
             regrow_fraction: 0.1,
             reference_weights: None,
             final_epochs: 0,
+            layer_exponent: prune::DEFAULT_LAYER_EXPONENT,
         }
     }
 }
@@ -168,9 +189,9 @@ pub fn planned_epochs(s: &Schedule, first: usize) -> usize {
             Method::Dense => 0,
             Method::Prune => s.rounds * s.retrain_epochs,
             Method::Nest | Method::ScannA | Method::ScannB => {
-                (s.rounds + s.grow_rounds) * s.retrain_epochs
+                s.rounds * s.retrain_epochs + s.grow_rounds * s.grow_epochs()
             }
-            Method::ScannC => s.rounds * (s.retrain_epochs + (s.retrain_epochs / 2).max(1)),
+            Method::ScannC => s.rounds * s.retrain_epochs.max(2),
         }
         + if s.method == Method::Dense {
             0
@@ -244,7 +265,11 @@ impl<L: FnMut(String), E: FnMut(&EpochLog)> Run<'_, L, E> {
                 s.neurons.batches,
             );
             let conns = nest::grow_connections(model, &grads, s.grow_fraction);
-            let retrain = self.retrain.clone();
+            let retrain = TrainConfig {
+                max_epochs: s.grow_epochs(),
+                patience: s.grow_epochs(),
+                ..self.retrain.clone()
+            };
             let val = self.train(model, &retrain)?;
             let maps = if maps > 0 {
                 format!(", +{maps} maps")
@@ -274,6 +299,9 @@ impl<L: FnMut(String), E: FnMut(&EpochLog)> Run<'_, L, E> {
         let rounds = s.rounds.max(1);
         let mut chosen = self.trajectory.len() - 1;
         for r in 1..=rounds {
+            // Epochs of this round's retraining after the prune (SCANN C spends part of the
+            // round on the regrown connections first).
+            let mut retrain_epochs = s.retrain_epochs;
             if s.method == Method::ScannC {
                 let nz = nonzero_weights(model);
                 let dormant = weight_count(model) - nz;
@@ -287,11 +315,12 @@ impl<L: FnMut(String), E: FnMut(&EpochLog)> Run<'_, L, E> {
                     let f = (s.regrow_fraction * nz as f64 / dormant as f64).min(1.0);
                     nest::grow_connections(model, &grads, f);
                     let short = TrainConfig {
-                        max_epochs: (s.retrain_epochs / 2).max(1),
+                        max_epochs: s.scann_c_split().0,
                         patience: s.retrain_epochs,
                         ..self.retrain.clone()
                     };
                     self.train(model, &short)?;
+                    retrain_epochs = s.scann_c_split().1;
                 }
             }
             let goal = start * (target / start).powf(r as f64 / rounds as f64);
@@ -303,7 +332,11 @@ impl<L: FnMut(String), E: FnMut(&EpochLog)> Run<'_, L, E> {
             } else {
                 0.0
             };
-            let densities = prune::layer_densities(model, (goal * (1.0 - regrow) / total).min(1.0));
+            let densities = prune::layer_densities_with(
+                model,
+                (goal * (1.0 - regrow) / total).min(1.0),
+                s.layer_exponent,
+            );
             prune::prune_to(model, &densities);
             if regrow > 0.0 {
                 let grads = grow::weight_gradients(
@@ -315,7 +348,10 @@ impl<L: FnMut(String), E: FnMut(&EpochLog)> Run<'_, L, E> {
                 nest::regrow(model, &grads, regrow / (1.0 - regrow));
             }
             let dead = surgery::remove_dead(model);
-            let retrain = self.retrain.clone();
+            let retrain = TrainConfig {
+                max_epochs: retrain_epochs,
+                ..self.retrain.clone()
+            };
             let val = self.train(model, &retrain)?;
             let stage = if dead.neurons + dead.filters > 0 {
                 format!(

@@ -308,3 +308,57 @@ fn fine_tuning_after_the_last_round_is_recorded_and_chosen_on_validation() {
     );
     assert_eq!(train::float_accuracy(&m, &va), r.val_accuracy);
 }
+
+#[test]
+fn pruning_methods_spend_the_epochs_they_plan_and_the_same_budget() {
+    let (_, tr, va) = digits();
+    let base = Schedule {
+        target_density: 0.2,
+        rounds: 2,
+        retrain_epochs: 4,
+        ..Schedule::default()
+    };
+    // (schedule, first-phase epochs): NeST's first phase and growth step share prune-only's
+    // first phase; SCANN C's regrowth and retraining share a round.
+    let runs = [
+        (
+            Schedule {
+                method: Method::Prune,
+                ..base.clone()
+            },
+            4,
+        ),
+        (
+            Schedule {
+                method: Method::Nest,
+                grow_rounds: 1,
+                grow_epochs: Some(2),
+                ..base.clone()
+            },
+            2,
+        ),
+        (
+            Schedule {
+                method: Method::ScannC,
+                ..base.clone()
+            },
+            4,
+        ),
+    ];
+    for (schedule, first) in runs {
+        let (mut m, ..) = digits();
+        let cfg = TrainConfig {
+            max_epochs: first,
+            ..cfg()
+        };
+        let mut epochs = 0;
+        synthesize(&mut m, &tr, &va, &cfg, &schedule, |_| {}, |_| epochs += 1).unwrap();
+        assert_eq!(
+            epochs,
+            planned_epochs(&schedule, first),
+            "{:?}",
+            schedule.method
+        );
+        assert_eq!(epochs, 4 + 2 * 4, "{:?}", schedule.method);
+    }
+}
