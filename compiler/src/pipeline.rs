@@ -196,6 +196,10 @@ pub struct ScheduleArgs {
     /// nonzeros (0 turns regrowth off).
     #[arg(long, default_value_t = 0.1)]
     pub regrow_fraction: f64,
+    /// Anneal the regrowth share over the pruning rounds (cosine, from --regrow-fraction to
+    /// almost nothing in the last round) instead of keeping it constant.
+    #[arg(long)]
+    pub regrow_anneal: bool,
     /// Fine-tuning epochs after the last pruning round (early-stopped on validation).
     #[arg(long, default_value_t = 0)]
     pub final_epochs: usize,
@@ -273,6 +277,7 @@ impl SynthArgs {
                     ..Default::default()
                 },
                 regrow_fraction: self.schedule.regrow_fraction,
+                regrow_anneal: self.schedule.regrow_anneal,
                 reference_weights: None,
                 final_epochs: self.schedule.final_epochs,
                 layer_exponent: self.schedule.layer_exponent,

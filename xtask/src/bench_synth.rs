@@ -44,11 +44,15 @@ struct Recipe {
 impl Recipe {
     fn for_arch(arch: &str) -> Result<Recipe> {
         Ok(match arch {
+            // 16 rounds of 4 epochs, not 8 of 8: smaller steps near the target. Compared on a
+            // development split (7k of the training sample to train, the other 3k to score;
+            // 3 seeds), never on the test set: 8x8 4.67%, 16x4 4.16%, 32x2 4.51%, 21x4 without
+            // fine-tuning 4.46%.
             "lenet-300-100" => Recipe {
                 arch: "lenet-300-100",
                 epochs: 15,
-                rounds: 8,
-                retrain_epochs: 8,
+                rounds: 16,
+                retrain_epochs: 4,
                 final_epochs: 20,
                 // The bar is 50x fewer nonzeros (5,332 of 266,610, biases included): 1.85% of
                 // the weights plus the biases that survive is about 52x. 1.7% was chosen when

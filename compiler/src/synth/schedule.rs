@@ -95,6 +95,11 @@ pub struct Schedule {
     /// Connections regrown by gradient each pruning round, as a fraction of the nonzeros: SCANN
     /// C grows them before pruning; NeST prunes past the goal by this share and regrows it.
     pub regrow_fraction: f64,
+    /// Anneal the regrowth share over the rounds (cosine, from `regrow_fraction` in the first
+    /// round to almost nothing in the last, as RigL anneals its update fraction): connections
+    /// regrown in a late round are barely trained when the run ends. Off by default: on MNIST
+    /// LeNet-300-100 it changed nothing measurable (BENCHMARKS.md).
+    pub regrow_anneal: bool,
     /// Weights the target density refers to (None: the seed's own weight count).
     pub reference_weights: Option<usize>,
     /// Fine-tuning epochs (early-stopped on validation) after the last pruning round; a
@@ -108,6 +113,15 @@ impl Schedule {
     /// Training epochs after a growth step.
     pub fn grow_epochs(&self) -> usize {
         self.grow_epochs.unwrap_or(self.retrain_epochs)
+    }
+
+    /// Regrowth share of pruning round `r` (1-based) of `rounds`.
+    pub fn regrow_share(&self, r: usize, rounds: usize) -> f64 {
+        if !self.regrow_anneal {
+            return self.regrow_fraction;
+        }
+        let t = (r.saturating_sub(1)) as f64 / rounds.max(1) as f64;
+        self.regrow_fraction * 0.5 * (1.0 + (std::f64::consts::PI * t).cos())
     }
 
     /// SCANN C's round: (epochs after regrowth, epochs after pruning). The two share one
@@ -134,6 +148,7 @@ impl Default for Schedule {
             neurons: NeuronGrowth::default(),
             maps: MapGrowth::default(),
             regrow_fraction: 0.1,
+            regrow_anneal: false,
             reference_weights: None,
             final_epochs: 0,
             layer_exponent: prune::DEFAULT_LAYER_EXPONENT,
@@ -312,7 +327,7 @@ impl<L: FnMut(String), E: FnMut(&EpochLog)> Run<'_, L, E> {
                         s.neurons.batch_size,
                         s.neurons.batches,
                     );
-                    let f = (s.regrow_fraction * nz as f64 / dormant as f64).min(1.0);
+                    let f = (s.regrow_share(r, rounds) * nz as f64 / dormant as f64).min(1.0);
                     nest::grow_connections(model, &grads, f);
                     let short = TrainConfig {
                         max_epochs: s.scann_c_split().0,
@@ -328,7 +343,7 @@ impl<L: FnMut(String), E: FnMut(&EpochLog)> Run<'_, L, E> {
             // NeST iterates growth with pruning: prune past the goal by the regrowth share, then
             // regrow that share where the loss gradient is largest.
             let regrow = if s.method == Method::Nest {
-                s.regrow_fraction.clamp(0.0, 0.9)
+                s.regrow_share(r, rounds).clamp(0.0, 0.9)
             } else {
                 0.0
             };

@@ -362,3 +362,21 @@ fn pruning_methods_spend_the_epochs_they_plan_and_the_same_budget() {
         assert_eq!(epochs, 4 + 2 * 4, "{:?}", schedule.method);
     }
 }
+
+#[test]
+fn regrowth_share_anneals_from_the_fraction_to_almost_nothing() {
+    let s = Schedule {
+        regrow_fraction: 0.2,
+        regrow_anneal: true,
+        ..Schedule::default()
+    };
+    let shares: Vec<f64> = (1..=16).map(|r| s.regrow_share(r, 16)).collect();
+    assert_eq!(shares[0], 0.2);
+    assert!(shares.windows(2).all(|w| w[1] < w[0]), "{shares:?}");
+    assert!(shares[15] < 0.01 * 0.2, "{}", shares[15]);
+    let constant = Schedule {
+        regrow_anneal: false,
+        ..s
+    };
+    assert!((1..=16).all(|r| constant.regrow_share(r, 16) == 0.2));
+}
