@@ -78,7 +78,9 @@ impl Default for SynthOptions {
 /// `cargo xtask synthesize`.
 #[derive(clap::Args, Clone, Debug)]
 pub struct SynthArgs {
-    /// `digits` (embedded default), `mnist:DIR`, `fashion-mnist:DIR`, `csv:FILE[:label=COLUMN]`,
+    /// `digits` (embedded default), `mnist:DIR`, `fashion-mnist:DIR` (options
+    /// `:train-sample=N`: the first N training images; `:dev-test=N`: the last N of them are the
+    /// test set, the official one is not read), `csv:FILE[:label=COLUMN][:train-rows=N]`,
     /// `ts:TRAIN.ts[,TEST.ts]` (raw series), `imu:TRAIN.ts[,TEST.ts]` (IMU window features, as
     /// the board firmware computes them) or `basicmotions[:DIR]` (embedded IMU activity data).
     #[arg(long, default_value = "digits")]

@@ -22,7 +22,7 @@ pub enum DataError {
     #[error("{path}: {problem}")]
     File { path: String, problem: String },
     #[error(
-        "unknown dataset {0:?}: use `digits`, `mnist:DIR`, `fashion-mnist:DIR[:train-sample=N]`, `csv:FILE[:label=COLUMN][:train-rows=N]`, \
+        "unknown dataset {0:?}: use `digits`, `mnist:DIR`, `fashion-mnist:DIR[:train-sample=N][:dev-test=N]`, `csv:FILE[:label=COLUMN][:train-rows=N]`, \
          `ts:TRAIN.ts[,TEST.ts]`, `imu:TRAIN.ts[,TEST.ts]` or `basicmotions[:DIR]`"
     )]
     UnknownSpec(String),
@@ -89,10 +89,14 @@ pub enum DataSpec {
     /// A directory with the four standard gzipped IDX files (MNIST, Fashion-MNIST). With
     /// `train_sample`, only the first that many training images are used (a 10k sample of
     /// Fashion-MNIST's 60k, as the shipped MNIST files are of MNIST's); the test set is whole.
+    /// With `dev_test`, the last that many of those training images are the test set and the
+    /// official test file is not read: a development protocol, so recipes can be chosen without
+    /// looking at the test set the benchmarks report.
     Idx {
         name: String,
         dir: PathBuf,
         train_sample: Option<usize>,
+        dev_test: Option<usize>,
     },
     /// One CSV file; label in the last column unless named. With `train_rows`, the first rows
     /// are the training set and the rest the test set (the standard splits of UCI sets such as
@@ -121,6 +125,7 @@ impl DataSpec {
             name: "mnist".into(),
             dir: dir.into(),
             train_sample: None,
+            dev_test: None,
         }
     }
 
@@ -153,22 +158,28 @@ impl std::str::FromStr for DataSpec {
         match (kind, rest) {
             ("digits", "") => Ok(DataSpec::Digits),
             ("mnist" | "fashion-mnist", rest) if !rest.is_empty() => {
-                // `:train-sample=N` may trail the directory.
-                let (dir, train_sample) = match rest.rsplit_once(':') {
-                    Some((d, opt)) if opt.starts_with("train-sample=") => {
-                        let n = opt["train-sample=".len()..]
+                // Options trail the directory: `:train-sample=N`, `:dev-test=N`, in any order.
+                let (mut dir, mut train_sample, mut dev_test) = (rest, None, None);
+                while let Some((d, opt)) = dir.rsplit_once(':') {
+                    let slot = match opt.split_once('=') {
+                        Some(("train-sample", n)) => (&mut train_sample, n),
+                        Some(("dev-test", n)) => (&mut dev_test, n),
+                        _ => break,
+                    };
+                    *slot.0 = Some(
+                        slot.1
                             .parse::<usize>()
                             .ok()
                             .filter(|&n| n > 0)
-                            .ok_or_else(|| DataError::UnknownSpec(s.into()))?;
-                        (d, Some(n))
-                    }
-                    _ => (rest, None),
-                };
+                            .ok_or_else(|| DataError::UnknownSpec(s.into()))?,
+                    );
+                    dir = d;
+                }
                 Ok(DataSpec::Idx {
                     name: kind.into(),
                     dir: dir.into(),
                     train_sample,
+                    dev_test,
                 })
             }
             ("csv", rest) if !rest.is_empty() => {
@@ -231,15 +242,11 @@ pub fn load(spec: &DataSpec, seed: u64) -> Result<Splits, DataError> {
             name,
             dir,
             train_sample,
+            dev_test,
         } => {
             let mut train = idx::load_pair(
                 &dir.join("train-images-idx3-ubyte.gz"),
                 &dir.join("train-labels-idx1-ubyte.gz"),
-                name,
-            )?;
-            let test = idx::load_pair(
-                &dir.join("t10k-images-idx3-ubyte.gz"),
-                &dir.join("t10k-labels-idx1-ubyte.gz"),
                 name,
             )?;
             if let Some(n) = *train_sample {
@@ -254,6 +261,27 @@ pub fn load(spec: &DataSpec, seed: u64) -> Result<Splits, DataError> {
                 }
                 train = train.subset(&(0..n).collect::<Vec<_>>());
             }
+            let test = match *dev_test {
+                Some(n) if n < train.len() => {
+                    let test = train.subset(&(train.len() - n..train.len()).collect::<Vec<_>>());
+                    train = train.subset(&(0..train.len() - n).collect::<Vec<_>>());
+                    test
+                }
+                Some(n) => {
+                    return Err(DataError::file(
+                        dir,
+                        format!(
+                            "dev-test={n} leaves no training images: the training set has {}",
+                            train.len()
+                        ),
+                    ))
+                }
+                None => idx::load_pair(
+                    &dir.join("t10k-images-idx3-ubyte.gz"),
+                    &dir.join("t10k-labels-idx1-ubyte.gz"),
+                    name,
+                )?,
+            };
             Ok(Splits::with_test(&train, test, 0.1, seed))
         }
         DataSpec::Csv {

@@ -111,8 +111,21 @@ fn spec_parsing() {
             name: "fashion-mnist".into(),
             dir: "/d:x".into(),
             train_sample: Some(10000),
+            dev_test: None,
         }
     );
+    assert_eq!(
+        "mnist:/d:dev-test=3000:train-sample=10000"
+            .parse::<DataSpec>()
+            .unwrap(),
+        DataSpec::Idx {
+            name: "mnist".into(),
+            dir: "/d".into(),
+            train_sample: Some(10000),
+            dev_test: Some(3000),
+        }
+    );
+    assert!("mnist:/x:dev-test=0".parse::<DataSpec>().is_err());
     assert!("mnist:/x:train-sample=0".parse::<DataSpec>().is_err());
     assert!("mnist:/x:train-sample=ten".parse::<DataSpec>().is_err());
     assert!("imagenet".parse::<DataSpec>().is_err());
@@ -230,6 +243,7 @@ fn idx_train_sample_keeps_the_first_images_and_the_whole_test_set() {
         name: "fashion-mnist".into(),
         dir: dir.path().into(),
         train_sample: Some(n),
+        dev_test: None,
     };
     let s = load(&spec(2), 1).unwrap();
     assert_eq!(s.train.len() + s.val.len(), 2);
@@ -244,6 +258,35 @@ fn idx_train_sample_keeps_the_first_images_and_the_whole_test_set() {
     let err = load(&spec(4), 1).unwrap_err().to_string();
     assert!(
         err.contains("train-sample=4") && err.contains(&dir.path().display().to_string()),
+        "{err}"
+    );
+}
+
+#[test]
+fn idx_dev_test_holds_out_the_last_training_images_and_never_reads_the_test_file() {
+    let dir = three_image_dir();
+    // The official test set is not needed: remove it.
+    std::fs::remove_file(dir.path().join("t10k-images-idx3-ubyte.gz")).unwrap();
+    let spec = |n| DataSpec::Idx {
+        name: "mnist".into(),
+        dir: dir.path().into(),
+        train_sample: None,
+        dev_test: Some(n),
+    };
+    let s = load(&spec(1), 1).unwrap();
+    assert_eq!(s.test.len(), 1);
+    assert_eq!(s.test.sample(0), &[80.0, 90.0, 100.0, 110.0]);
+    assert_eq!(s.test.labels, vec![1]);
+    let mut firsts: Vec<f32> = (0..s.train.len())
+        .map(|i| s.train.sample(i)[0])
+        .chain((0..s.val.len()).map(|i| s.val.sample(i)[0]))
+        .collect();
+    firsts.sort_by(f32::total_cmp);
+    assert_eq!(firsts, vec![0.0, 40.0]);
+    let err = load(&spec(3), 1).unwrap_err().to_string();
+    assert!(
+        err.contains("dev-test=3 leaves no training images")
+            && err.contains(&dir.path().display().to_string()),
         "{err}"
     );
 }
