@@ -408,3 +408,79 @@ fn batched_accuracy_agrees_with_the_reference_interpreter() {
     assert_eq!(float_accuracy(&mlp, &b), float_accuracy_reference(&mlp, &b));
     assert!(fast > 0.0 && fast < 1.0, "degenerate accuracy {fast}");
 }
+
+/// Teacher logits that put all their mass on `class_of(label)`, one row per sample.
+fn teacher_for(s: &Samples, class_of: impl Fn(u32) -> u32) -> Distill {
+    let logits =
+        s.y.iter()
+            .flat_map(|&y| {
+                let t = class_of(y);
+                (0..3).map(move |c| if c == t { 4.0 } else { -4.0 })
+            })
+            .collect();
+    Distill {
+        logits: std::sync::Arc::new(logits),
+        temperature: 2.0,
+        weight: 1.0,
+    }
+}
+
+#[test]
+fn distillation_at_weight_zero_is_plain_training() {
+    let s = blobs(120, 1);
+    let mut plain = seed_model(1);
+    train(&mut plain, &s, &blobs(30, 2), &quick(), |_| {}).unwrap();
+    let mut distilled = seed_model(1);
+    let cfg = TrainConfig {
+        distill: Some(Distill {
+            weight: 0.0,
+            ..teacher_for(&s, |y| (y + 1) % 3)
+        }),
+        ..quick()
+    };
+    train(&mut distilled, &s, &blobs(30, 2), &cfg, |_| {}).unwrap();
+    assert_eq!(plain, distilled);
+}
+
+#[test]
+fn a_student_on_soft_targets_alone_learns_the_teacher_not_the_labels() {
+    // The teacher calls class c what the labels call c + 1: a student trained only on the soft
+    // term must follow the teacher.
+    let shift = |s: Samples| Samples {
+        y: s.y.iter().map(|&y| (y + 1) % 3).collect(),
+        ..s
+    };
+    let s = blobs(300, 1);
+    let cfg = TrainConfig {
+        distill: Some(teacher_for(&s, |y| (y + 1) % 3)),
+        ..quick()
+    };
+    let mut m = seed_model(1);
+    train(&mut m, &s, &shift(blobs(90, 2)), &cfg, |_| {}).unwrap();
+    let teacher_agreement = float_accuracy(&m, &shift(blobs(90, 3)));
+    let label_agreement = float_accuracy(&m, &blobs(90, 3));
+    assert!(teacher_agreement >= 0.95, "{teacher_agreement}");
+    assert!(label_agreement <= 0.05, "{label_agreement}");
+}
+
+#[test]
+fn a_teacher_of_the_wrong_length_is_an_error() {
+    let s = blobs(30, 1);
+    let mut teacher = teacher_for(&s, |y| y);
+    teacher.logits = std::sync::Arc::new(vec![0.0; 3 * 29]);
+    let cfg = TrainConfig {
+        distill: Some(teacher),
+        ..quick()
+    };
+    let err = train(&mut seed_model(1), &s, &blobs(10, 2), &cfg, |_| {}).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            TrainError::Teacher {
+                expected: 90,
+                found: 87
+            }
+        ),
+        "{err}"
+    );
+}
