@@ -9,7 +9,7 @@ use crate::ir::{Model, Preprocess};
 use crate::lower;
 use crate::quant;
 use crate::synth::reduce::{self, Reduce};
-use crate::synth::schedule::{self, Method, Schedule, SelfDistill};
+use crate::synth::schedule::{self, Method, Schedule};
 use crate::synth::{seed, seed_file};
 use crate::train::{self, argmax, Samples, TrainConfig};
 use anyhow::Context;
@@ -209,13 +209,6 @@ pub struct ScheduleArgs {
     /// size)^e of its weights, at least d (0: every layer alike).
     #[arg(long, default_value_t = crate::synth::prune::DEFAULT_LAYER_EXPONENT)]
     pub layer_exponent: f64,
-    /// Self-distillation while pruning: the net as it stands before the first pruning round
-    /// teaches every later round, with this share of the loss on its soft targets (0: off).
-    #[arg(long, default_value_t = 0.0)]
-    pub distill: f64,
-    /// Softmax temperature of --distill.
-    #[arg(long, default_value_t = 4.0)]
-    pub distill_temperature: f64,
     /// Multiplier of the seed's hidden widths (default 0.25 for scann-a, else 1).
     #[arg(long)]
     pub seed_width: Option<f64>,
@@ -261,7 +254,6 @@ impl SynthArgs {
                 lr_schedule: self.lr_schedule.parse().map_err(anyhow::Error::msg)?,
                 weight_decay: self.weight_decay,
                 patience: self.patience,
-                distill: None,
             },
             schedule: Schedule {
                 method: self.schedule.method.parse().map_err(anyhow::Error::msg)?,
@@ -291,10 +283,6 @@ impl SynthArgs {
                 reference_weights: None,
                 final_epochs: self.schedule.final_epochs,
                 layer_exponent: self.schedule.layer_exponent,
-                distill: (self.schedule.distill > 0.0).then_some(SelfDistill {
-                    weight: self.schedule.distill,
-                    temperature: self.schedule.distill_temperature,
-                }),
             },
             max_vectors: self.vectors,
             show_progress: !self.quiet,

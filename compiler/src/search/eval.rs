@@ -436,7 +436,6 @@ impl Evaluator {
             // constant rate left it: less noise between candidates, a better ranking.
             lr_schedule: crate::train::LrSchedule::Cosine { floor: 0.01 },
             weight_decay: 0.0,
-            distill: None,
         };
         let report =
             train::train(model, &self.train, &self.data.val, &cfg, |_| {}).map_err(|e| {

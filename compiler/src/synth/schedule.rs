@@ -107,19 +107,6 @@ pub struct Schedule {
     pub final_epochs: usize,
     /// Exponent of the per-layer density rule ([`prune::layer_densities_with`]).
     pub layer_exponent: f64,
-    /// Self-distillation while pruning (None: labels only).
-    pub distill: Option<SelfDistill>,
-}
-
-/// The net as it stands when pruning starts (trained, and for NeST grown) teaches every pruning
-/// round and the fine-tune with its soft targets: the pruned net is pulled toward the function
-/// of the larger one rather than only toward the labels of a small training set. It costs no
-/// training epochs (the teacher's logits are computed once), so budgets stay equal.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct SelfDistill {
-    /// Share of the soft term in the loss.
-    pub weight: f64,
-    pub temperature: f64,
 }
 
 impl Schedule {
@@ -165,7 +152,6 @@ impl Default for Schedule {
             reference_weights: None,
             final_epochs: 0,
             layer_exponent: prune::DEFAULT_LAYER_EXPONENT,
-            distill: None,
         }
     }
 }
@@ -325,13 +311,6 @@ impl<L: FnMut(String), E: FnMut(&EpochLog)> Run<'_, L, E> {
             .iter()
             .map(|p| p.val_accuracy)
             .fold(0.0, f64::max);
-        if let Some(d) = s.distill {
-            self.retrain.distill = Some(train::Distill {
-                logits: std::sync::Arc::new(train::logits(model, self.train_s)),
-                temperature: d.temperature,
-                weight: d.weight,
-            });
-        }
         let rounds = s.rounds.max(1);
         let mut chosen = self.trajectory.len() - 1;
         for r in 1..=rounds {

@@ -10,7 +10,6 @@ pub use net::{LayerTensor, Masks, Net};
 use crate::interp;
 use crate::ir::{Model, Op};
 use burn::optim::{AdamConfig, GradientsParams};
-use burn::tensor::activation::log_softmax;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -66,38 +65,6 @@ pub struct TrainConfig {
     /// L2 penalty added to the gradient (Adam's coupled weight decay, as Han et al. trained
     /// the nets they pruned: it pushes unneeded weights toward zero before magnitude pruning).
     pub weight_decay: f64,
-    /// Soft targets from a teacher (knowledge distillation), mixed into the loss.
-    pub distill: Option<Distill>,
-}
-
-/// Knowledge distillation (Hinton et al. 2015): the loss is `(1 − weight) · CE(labels) +
-/// weight · T² · CE(softmax(teacher / T), softmax(student / T))`. The teacher's logits are
-/// computed once ([`logits`]) rather than by a teacher forward per batch: the training set is
-/// small and fixed, so a table of `n × classes` floats costs less than one epoch of forwards.
-#[derive(Clone, Debug)]
-pub struct Distill {
-    /// Teacher logits, row-major `n × classes`, row i for training sample i.
-    pub logits: std::sync::Arc<Vec<f32>>,
-    /// Softmax temperature T of both teacher and student in the soft term.
-    pub temperature: f64,
-    /// Share of the soft term in the loss, in [0, 1].
-    pub weight: f64,
-}
-
-impl Distill {
-    /// Teacher probabilities at the temperature for the samples `rows`, row-major.
-    fn soft_targets(&self, rows: &[usize], classes: usize) -> Vec<f32> {
-        let t = self.temperature as f32;
-        let mut out = Vec::with_capacity(rows.len() * classes);
-        for &i in rows {
-            let z = &self.logits[i * classes..(i + 1) * classes];
-            let m = z.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
-            let e: Vec<f32> = z.iter().map(|&v| ((v - m) / t).exp()).collect();
-            let sum: f32 = e.iter().sum();
-            out.extend(e.iter().map(|v| v / sum));
-        }
-        out
-    }
 }
 
 /// Learning-rate schedule of one training call.
@@ -149,7 +116,6 @@ impl Default for TrainConfig {
             seed: 1,
             lr_schedule: LrSchedule::Constant,
             weight_decay: 0.0,
-            distill: None,
         }
     }
 }
@@ -181,15 +147,6 @@ pub enum TrainError {
     /// trains today.
     #[error("node {node:?}: {op} layers cannot be trained yet")]
     Unsupported { node: String, op: &'static str },
-    #[error("distillation teacher has {found} logits, expected {expected} (samples × classes)")]
-    Teacher { expected: usize, found: usize },
-}
-
-/// Logits of the float model for every sample, row-major `n × outputs` (a distillation teacher).
-pub fn logits(model: &Model, s: &Samples) -> Vec<f32> {
-    let mut out = Vec::with_capacity(s.len() * model.output_len());
-    for_each_logits(model, s, s.len(), |z, _| out.extend_from_slice(z));
-    out
 }
 
 /// Fraction of samples whose float argmax matches the label.
@@ -312,14 +269,6 @@ pub fn train(
         return Err(TrainError::Label { label, classes });
     }
 
-    if let Some(d) = &cfg.distill {
-        if d.logits.len() != train.len() * classes {
-            return Err(TrainError::Teacher {
-                expected: train.len() * classes,
-                found: d.logits.len(),
-            });
-        }
-    }
     if let Some(node) = model.nodes.iter().find(|n| !trainable(&n.op)) {
         return Err(TrainError::Unsupported {
             node: node.name.clone(),
@@ -357,22 +306,7 @@ pub fn train(
             let x = Tensor::<2>::from_data(TensorData::new(xb, [chunk.len(), train.dim]), &device);
             let y = Tensor::<1, Int>::from_data(TensorData::new(yb, [chunk.len()]), &device);
             let logits = net.forward(model, &masks, x);
-            let loss = match &cfg.distill {
-                None => loss_fn.forward(logits, y),
-                Some(d) => {
-                    let t = d.temperature as f32;
-                    let p = Tensor::<2>::from_data(
-                        TensorData::new(d.soft_targets(chunk, classes), [chunk.len(), classes]),
-                        &device,
-                    );
-                    let log_q = log_softmax(logits.clone().div_scalar(t), 1);
-                    // Cross-entropy to the soft targets; T² keeps its gradient on the scale of
-                    // the label term as T changes (Hinton et al.).
-                    let soft = (p * log_q).sum_dim(1).mean().neg().mul_scalar(t * t);
-                    let hard = loss_fn.forward(logits, y);
-                    hard.mul_scalar(1.0 - d.weight as f32) + soft.mul_scalar(d.weight as f32)
-                }
-            };
+            let loss = loss_fn.forward(logits, y);
             loss_sum += loss.clone().into_scalar::<f32>() as f64;
             batches += 1;
             let grads = GradientsParams::from_grads(loss.backward(), &net);
