@@ -202,9 +202,6 @@ pub struct ScheduleArgs {
     /// almost nothing in the last round) instead of keeping it constant.
     #[arg(long)]
     pub regrow_anneal: bool,
-    /// Prune the last K rounds without regrowth (nest, scann-c).
-    #[arg(long, default_value_t = 0)]
-    pub regrow_stop: usize,
     /// Fine-tuning epochs after the last pruning round (early-stopped on validation).
     #[arg(long, default_value_t = 0)]
     pub final_epochs: usize,
@@ -283,7 +280,6 @@ impl SynthArgs {
                 },
                 regrow_fraction: self.schedule.regrow_fraction,
                 regrow_anneal: self.schedule.regrow_anneal,
-                regrow_stop: self.schedule.regrow_stop,
                 reference_weights: None,
                 final_epochs: self.schedule.final_epochs,
                 layer_exponent: self.schedule.layer_exponent,

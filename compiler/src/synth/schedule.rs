@@ -100,10 +100,6 @@ pub struct Schedule {
     /// regrown in a late round are barely trained when the run ends. Off by default: on MNIST
     /// LeNet-300-100 it changed nothing measurable (BENCHMARKS.md).
     pub regrow_anneal: bool,
-    /// Rounds at the end of the schedule that prune without regrowth: a connection regrown at
-    /// zero in one of the last rounds has only a few epochs to earn its place before the run
-    /// ends, so it takes the place of a trained one for little gain.
-    pub regrow_stop: usize,
     /// Weights the target density refers to (None: the seed's own weight count).
     pub reference_weights: Option<usize>,
     /// Fine-tuning epochs (early-stopped on validation) after the last pruning round; a
@@ -121,9 +117,6 @@ impl Schedule {
 
     /// Regrowth share of pruning round `r` (1-based) of `rounds`.
     pub fn regrow_share(&self, r: usize, rounds: usize) -> f64 {
-        if r + self.regrow_stop > rounds {
-            return 0.0;
-        }
         if !self.regrow_anneal {
             return self.regrow_fraction;
         }
@@ -156,7 +149,6 @@ impl Default for Schedule {
             maps: MapGrowth::default(),
             regrow_fraction: 0.1,
             regrow_anneal: false,
-            regrow_stop: 0,
             reference_weights: None,
             final_epochs: 0,
             layer_exponent: prune::DEFAULT_LAYER_EXPONENT,

@@ -380,19 +380,3 @@ fn regrowth_share_anneals_from_the_fraction_to_almost_nothing() {
     };
     assert!((1..=16).all(|r| constant.regrow_share(r, 16) == 0.2));
 }
-
-#[test]
-fn regrowth_stops_in_the_last_rounds_when_asked() {
-    let s = Schedule {
-        regrow_fraction: 0.1,
-        regrow_stop: 3,
-        ..Schedule::default()
-    };
-    let shares: Vec<f64> = (1..=8).map(|r| s.regrow_share(r, 8)).collect();
-    assert_eq!(shares, [0.1, 0.1, 0.1, 0.1, 0.1, 0.0, 0.0, 0.0]);
-    let all = Schedule {
-        regrow_stop: 9,
-        ..s
-    };
-    assert!((1..=8).all(|r| all.regrow_share(r, 8) == 0.0));
-}
