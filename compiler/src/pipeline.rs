@@ -202,10 +202,6 @@ pub struct ScheduleArgs {
     /// almost nothing in the last round) instead of keeping it constant.
     #[arg(long)]
     pub regrow_anneal: bool,
-    /// NeST: regrown weights start one step along −gradient with this mean |w| relative to the
-    /// layer's (0: at zero).
-    #[arg(long, default_value_t = 0.0)]
-    pub regrow_birth: f64,
     /// Fine-tuning epochs after the last pruning round (early-stopped on validation).
     #[arg(long, default_value_t = 0)]
     pub final_epochs: usize,
@@ -284,7 +280,6 @@ impl SynthArgs {
                 },
                 regrow_fraction: self.schedule.regrow_fraction,
                 regrow_anneal: self.schedule.regrow_anneal,
-                regrow_birth: self.schedule.regrow_birth,
                 reference_weights: None,
                 final_epochs: self.schedule.final_epochs,
                 layer_exponent: self.schedule.layer_exponent,

@@ -100,9 +100,6 @@ pub struct Schedule {
     /// regrown in a late round are barely trained when the run ends. Off by default: on MNIST
     /// LeNet-300-100 it changed nothing measurable (BENCHMARKS.md).
     pub regrow_anneal: bool,
-    /// Start of NeST's regrown weights ([`nest::regrow`]): 0 at zero, else a step along −gradient
-    /// with this mean |w| relative to the layer's.
-    pub regrow_birth: f64,
     /// Weights the target density refers to (None: the seed's own weight count).
     pub reference_weights: Option<usize>,
     /// Fine-tuning epochs (early-stopped on validation) after the last pruning round; a
@@ -152,7 +149,6 @@ impl Default for Schedule {
             maps: MapGrowth::default(),
             regrow_fraction: 0.1,
             regrow_anneal: false,
-            regrow_birth: 0.0,
             reference_weights: None,
             final_epochs: 0,
             layer_exponent: prune::DEFAULT_LAYER_EXPONENT,
@@ -364,7 +360,7 @@ impl<L: FnMut(String), E: FnMut(&EpochLog)> Run<'_, L, E> {
                     s.neurons.batch_size,
                     s.neurons.batches,
                 );
-                nest::regrow(model, &grads, regrow / (1.0 - regrow), s.regrow_birth);
+                nest::regrow(model, &grads, regrow / (1.0 - regrow));
             }
             let dead = surgery::remove_dead(model);
             let retrain = TrainConfig {
