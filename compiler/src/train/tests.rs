@@ -408,3 +408,51 @@ fn batched_accuracy_agrees_with_the_reference_interpreter() {
     assert_eq!(float_accuracy(&mlp, &b), float_accuracy_reference(&mlp, &b));
     assert!(fast > 0.0 && fast < 1.0, "degenerate accuracy {fast}");
 }
+
+#[test]
+fn a_connection_regrown_at_zero_takes_its_first_step_against_the_dense_gradient() {
+    // Regrowth turns dormant connections on at exactly zero; the next training call must move
+    // them as it moves any active weight: Adam's first step is lr · sign(−g).
+    let s = blobs(48, 5);
+    let mut m = seed_model(6);
+    if let Op::Dense(d) = &mut m.nodes[0].op {
+        for i in (0..d.weight.len()).step_by(3) {
+            d.weight[i] = 0.0; // "regrown": on in the mask, at zero
+        }
+    }
+    let g = weight_gradients(&m, &s, s.len(), 1);
+    let lr = 1e-3;
+    let cfg = TrainConfig {
+        max_epochs: 1,
+        batch_size: s.len(),
+        learning_rate: lr,
+        ..quick()
+    };
+    let before = m.clone();
+    train(&mut m, &s, &blobs(12, 7), &cfg, |_| {}).unwrap();
+    let (Op::Dense(d0), Op::Dense(d1)) = (&before.nodes[0].op, &m.nodes[0].op) else {
+        panic!()
+    };
+    let mut checked = 0;
+    for i in (0..d0.weight.len()).step_by(3) {
+        if g[0][i].abs() < 1e-3 {
+            continue;
+        }
+        let step = f64::from(d1.weight[i]);
+        assert!(
+            step * f64::from(g[0][i]) < 0.0,
+            "weight {i}: step {step} along gradient {}",
+            g[0][i]
+        );
+        assert!(
+            (step.abs() - lr).abs() < 0.05 * lr,
+            "weight {i}: |step| {} vs lr {lr}",
+            step.abs()
+        );
+        checked += 1;
+    }
+    assert!(
+        checked >= 5,
+        "only {checked} regrown weights had a usable gradient"
+    );
+}
