@@ -236,6 +236,16 @@ fn idx_round_trip() {
     assert_eq!(s.test.n_classes(), 3);
 }
 
+/// Pixel 0 of every training and validation image, sorted: which of the file's images they are.
+fn first_pixels_of_train_and_val(s: &Splits) -> Vec<f32> {
+    let mut firsts: Vec<f32> = (0..s.train.len())
+        .map(|i| s.train.sample(i)[0])
+        .chain((0..s.val.len()).map(|i| s.val.sample(i)[0]))
+        .collect();
+    firsts.sort_by(f32::total_cmp);
+    firsts
+}
+
 #[test]
 fn idx_train_sample_keeps_the_first_images_and_the_whole_test_set() {
     let dir = three_image_dir();
@@ -249,12 +259,7 @@ fn idx_train_sample_keeps_the_first_images_and_the_whole_test_set() {
     assert_eq!(s.train.len() + s.val.len(), 2);
     assert_eq!(s.test.len(), 3);
     // The kept images are the file's first two (pixel 0 is 0 and 40).
-    let mut firsts: Vec<f32> = (0..s.train.len())
-        .map(|i| s.train.sample(i)[0])
-        .chain((0..s.val.len()).map(|i| s.val.sample(i)[0]))
-        .collect();
-    firsts.sort_by(f32::total_cmp);
-    assert_eq!(firsts, vec![0.0, 40.0]);
+    assert_eq!(first_pixels_of_train_and_val(&s), vec![0.0, 40.0]);
     let err = load(&spec(4), 1).unwrap_err().to_string();
     assert!(
         err.contains("train-sample=4") && err.contains(&dir.path().display().to_string()),
@@ -277,12 +282,7 @@ fn idx_dev_test_holds_out_the_last_training_images_and_never_reads_the_test_file
     assert_eq!(s.test.len(), 1);
     assert_eq!(s.test.sample(0), &[80.0, 90.0, 100.0, 110.0]);
     assert_eq!(s.test.labels, vec![1]);
-    let mut firsts: Vec<f32> = (0..s.train.len())
-        .map(|i| s.train.sample(i)[0])
-        .chain((0..s.val.len()).map(|i| s.val.sample(i)[0]))
-        .collect();
-    firsts.sort_by(f32::total_cmp);
-    assert_eq!(firsts, vec![0.0, 40.0]);
+    assert_eq!(first_pixels_of_train_and_val(&s), vec![0.0, 40.0]);
     let err = load(&spec(3), 1).unwrap_err().to_string();
     assert!(
         err.contains("dev-test=3 leaves no training images")
