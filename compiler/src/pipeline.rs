@@ -114,6 +114,10 @@ pub struct SynthArgs {
     /// L2 weight decay of the optimizer.
     #[arg(long, default_value_t = 0.0)]
     pub weight_decay: f64,
+    /// Label smoothing of the training loss, in [0, 1): 0.1 moves a tenth of each target's
+    /// probability mass evenly over the classes.
+    #[arg(long, default_value_t = 0.0)]
+    pub label_smoothing: f64,
     /// First training phase: stop after this many epochs without a better validation accuracy.
     #[arg(long, default_value_t = 10)]
     pub patience: usize,
@@ -253,6 +257,7 @@ impl SynthArgs {
                 seed: self.rng_seed,
                 lr_schedule: self.lr_schedule.parse().map_err(anyhow::Error::msg)?,
                 weight_decay: self.weight_decay,
+                label_smoothing: checked_smoothing(self.label_smoothing)?,
                 patience: self.patience,
             },
             schedule: Schedule {
@@ -632,6 +637,15 @@ pub fn finish(
     crate::util::write_atomic(&files.labels, serde_json::to_string(&labels)?.as_bytes())?;
     summary.save(&files.summary)?;
     Ok(summary)
+}
+
+/// `--label-smoothing` in [0, 1): 1 would make every target uniform (and burn asserts it away).
+fn checked_smoothing(a: f64) -> anyhow::Result<f64> {
+    if (0.0..1.0).contains(&a) {
+        Ok(a)
+    } else {
+        anyhow::bail!("--label-smoothing must be in [0, 1), got {a}")
+    }
 }
 
 /// The initialised seed (built-in MLP or seed file, widths scaled, input reduction in front), its

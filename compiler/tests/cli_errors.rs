@@ -108,3 +108,23 @@ fn unknown_dataset_and_bad_model_file() {
     assert_eq!(code, 2);
     assert!(err.contains("model.json: not a Bonsai IR file"), "{err}");
 }
+
+#[test]
+fn label_smoothing_out_of_range() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let (code, _, err) = bonsai(&[
+        "synthesize",
+        "--quiet",
+        "--label-smoothing",
+        "1",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("--label-smoothing must be in [0, 1), got 1"),
+        "{err}"
+    );
+    assert!(!out.exists());
+}

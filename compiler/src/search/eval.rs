@@ -436,6 +436,7 @@ impl Evaluator {
             // constant rate left it: less noise between candidates, a better ranking.
             lr_schedule: crate::train::LrSchedule::Cosine { floor: 0.01 },
             weight_decay: 0.0,
+            label_smoothing: 0.0,
         };
         let report =
             train::train(model, &self.train, &self.data.val, &cfg, |_| {}).map_err(|e| {

@@ -65,6 +65,10 @@ pub struct TrainConfig {
     /// L2 penalty added to the gradient (Adam's coupled weight decay, as Han et al. trained
     /// the nets they pruned: it pushes unneeded weights toward zero before magnitude pruning).
     pub weight_decay: f64,
+    /// Label smoothing of the cross-entropy (0: off): the targets become `1 - a + a/K` and
+    /// `a/K`. A net that fits its training sample exactly has a loss and gradients near zero;
+    /// smoothing keeps both alive (regularisation, and a growth signal at dormant weights).
+    pub label_smoothing: f64,
 }
 
 /// Learning-rate schedule of one training call.
@@ -116,6 +120,7 @@ impl Default for TrainConfig {
             seed: 1,
             lr_schedule: LrSchedule::Constant,
             weight_decay: 0.0,
+            label_smoothing: 0.0,
         }
     }
 }
@@ -235,6 +240,14 @@ pub fn argmax<T: PartialOrd + Copy>(v: &[T]) -> usize {
     best
 }
 
+/// Cross-entropy on logits, smoothed by `smoothing` when it is above zero (callers check that
+/// it is below 1: burn asserts it).
+fn cross_entropy(smoothing: f64, device: &Device) -> burn::nn::loss::CrossEntropyLoss {
+    burn::nn::loss::CrossEntropyLossConfig::new()
+        .with_smoothing((smoothing > 0.0).then_some(smoothing as f32))
+        .init(device)
+}
+
 /// Trains `model` in place; on return it holds the weights of the best validation epoch.
 /// `on_epoch` is called after every epoch (progress display).
 ///
@@ -287,7 +300,7 @@ pub fn train(
     let steps_per_epoch = train.len().div_ceil(cfg.batch_size.max(1));
     let total_steps = cfg.max_epochs * steps_per_epoch;
     let mut step = 0;
-    let loss_fn = burn::nn::loss::CrossEntropyLossConfig::new().init(&device);
+    let loss_fn = cross_entropy(cfg.label_smoothing, &device);
     let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
     let mut order: Vec<usize> = (0..train.len()).collect();
 
@@ -357,6 +370,10 @@ fn trainable(op: &Op) -> bool {
 /// Mean dense gradient ∂L/∂W of every weighted node (Dense and Conv2d, in node order), in the
 /// IR's weight layout (`[out][in]`, OHWI for convolutions), dormant connections included, over
 /// up to `max_batches` batches of `batch_size` training samples.
+///
+/// L is the plain cross-entropy even when training smooths its labels: the smoothed loss is
+/// flat where a net trained on it has settled (p(label) = 1 - a + a/K), while the plain one
+/// still points every sample toward its label.
 pub fn weight_gradients(
     model: &Model,
     samples: &Samples,

@@ -92,6 +92,28 @@ fn weight_decay_shrinks_the_weights() {
 }
 
 #[test]
+fn label_smoothing_keeps_a_fitted_net_off_certainty() {
+    // Smoothed by a over K = 3 classes, the loss is least at p(label) = 1 - a + a/K (0.8 for
+    // a = 0.3), where the plain cross-entropy is -ln 0.8 = 0.22; unsmoothed, the net fits the
+    // separable blobs to near-zero loss.
+    let cfg = |label_smoothing| TrainConfig {
+        max_epochs: 40,
+        patience: 40,
+        label_smoothing,
+        ..quick()
+    };
+    let data = blobs(150, 1);
+    let fitted_loss = |a| {
+        let mut m = seed_model(1);
+        train(&mut m, &data, &blobs(30, 2), &cfg(a), |_| {}).unwrap();
+        mean_loss(&m, &data, data.len())
+    };
+    let (plain, smoothed) = (fitted_loss(0.0), fitted_loss(0.3));
+    assert!(plain < 0.1, "unsmoothed loss {plain}");
+    assert!(smoothed > 0.15, "smoothed net's plain loss {smoothed}");
+}
+
+#[test]
 fn same_seed_same_weights() {
     let mut a = seed_model(1);
     let mut b = seed_model(1);
