@@ -92,25 +92,29 @@ fn weight_decay_shrinks_the_weights() {
 }
 
 #[test]
-fn label_smoothing_keeps_a_fitted_net_off_certainty() {
-    // Smoothed by a over K = 3 classes, the loss is least at p(label) = 1 - a + a/K (0.8 for
-    // a = 0.3), where the plain cross-entropy is -ln 0.8 = 0.22; unsmoothed, the net fits the
-    // separable blobs to near-zero loss.
-    let cfg = |label_smoothing| TrainConfig {
-        max_epochs: 40,
-        patience: 40,
-        label_smoothing,
-        ..quick()
+fn label_smoothing_spreads_a_of_the_target_over_the_classes() {
+    // -Σ_k t_k ln p_k with t = 1 - a + a/K at the label and a/K elsewhere (K = 3).
+    let device = Device::flex();
+    let z = [2.0f32, -1.0, 0.5];
+    let lse = z.iter().map(|&v| f64::from(v).exp()).sum::<f64>().ln();
+    let logp: Vec<f64> = z.iter().map(|&v| f64::from(v) - lse).collect();
+    let expected = |a: f64| {
+        -(0..3)
+            .map(|k| (if k == 1 { 1.0 - a + a / 3.0 } else { a / 3.0 }) * logp[k])
+            .sum::<f64>()
     };
-    let data = blobs(150, 1);
-    let fitted_loss = |a| {
-        let mut m = seed_model(1);
-        train(&mut m, &data, &blobs(30, 2), &cfg(a), |_| {}).unwrap();
-        mean_loss(&m, &data, data.len())
-    };
-    let (plain, smoothed) = (fitted_loss(0.0), fitted_loss(0.3));
-    assert!(plain < 0.1, "unsmoothed loss {plain}");
-    assert!(smoothed > 0.15, "smoothed net's plain loss {smoothed}");
+    for a in [0.0, 0.3] {
+        let logits = Tensor::<2>::from_data(TensorData::new(z.to_vec(), [1, 3]), &device);
+        let label = Tensor::<1, Int>::from_data(TensorData::new(vec![1i64], [1]), &device);
+        let loss = cross_entropy(a, &device)
+            .forward(logits, label)
+            .into_scalar::<f32>();
+        assert!(
+            (f64::from(loss) - expected(a)).abs() < 1e-5,
+            "a = {a}: {loss} vs {}",
+            expected(a)
+        );
+    }
 }
 
 #[test]
