@@ -206,11 +206,6 @@ pub struct ScheduleArgs {
     /// almost nothing in the last round) instead of keeping it constant.
     #[arg(long)]
     pub regrow_anneal: bool,
-    /// nest: regrow before each prune, and train the grown connections for half the round
-    /// before magnitude decides (SCANN C's order), instead of pruning past the goal and
-    /// regrowing at zero after it.
-    #[arg(long)]
-    pub regrow_first: bool,
     /// Fine-tuning epochs after the last pruning round (early-stopped on validation).
     #[arg(long, default_value_t = 0)]
     pub final_epochs: usize,
@@ -290,7 +285,6 @@ impl SynthArgs {
                 },
                 regrow_fraction: self.schedule.regrow_fraction,
                 regrow_anneal: self.schedule.regrow_anneal,
-                regrow_first: self.schedule.regrow_first,
                 reference_weights: None,
                 final_epochs: self.schedule.final_epochs,
                 layer_exponent: self.schedule.layer_exponent,

@@ -100,10 +100,6 @@ pub struct Schedule {
     /// regrown in a late round are barely trained when the run ends. Off by default: on MNIST
     /// LeNet-300-100 it changed nothing measurable (BENCHMARKS.md).
     pub regrow_anneal: bool,
-    /// NeST: regrow before each prune and train half the round before pruning (SCANN C's
-    /// order: grown connections then compete on magnitude), instead of pruning past the goal
-    /// and regrowing at zero. SCANN C always does this.
-    pub regrow_first: bool,
     /// Weights the target density refers to (None: the seed's own weight count).
     pub reference_weights: Option<usize>,
     /// Fine-tuning epochs (early-stopped on validation) after the last pruning round; a
@@ -128,23 +124,8 @@ impl Schedule {
         self.regrow_fraction * 0.5 * (1.0 + (std::f64::consts::PI * t).cos())
     }
 
-    /// Epochs of one pruning round (a regrow-first round trains at least one epoch on each side
-    /// of its prune).
-    fn round_epochs(&self) -> usize {
-        if self.regrows_first() {
-            self.retrain_epochs.max(2)
-        } else {
-            self.retrain_epochs
-        }
-    }
-
-    /// Whether each pruning round regrows (and trains) before it prunes.
-    fn regrows_first(&self) -> bool {
-        self.method == Method::ScannC || (self.method == Method::Nest && self.regrow_first)
-    }
-
-    /// A regrow-first round: (epochs after regrowth, epochs after pruning). The two share one
-    /// round's `retrain_epochs`, so such a round spends the epochs prune-only does.
+    /// SCANN C's round: (epochs after regrowth, epochs after pruning). The two share one
+    /// round's `retrain_epochs`, so SCANN C spends the epochs prune-only does.
     fn scann_c_split(&self) -> (usize, usize) {
         let k = self.retrain_epochs.max(2);
         (k / 2, k - k / 2)
@@ -168,7 +149,6 @@ impl Default for Schedule {
             maps: MapGrowth::default(),
             regrow_fraction: 0.1,
             regrow_anneal: false,
-            regrow_first: false,
             reference_weights: None,
             final_epochs: 0,
             layer_exponent: prune::DEFAULT_LAYER_EXPONENT,
@@ -222,10 +202,11 @@ pub fn planned_epochs(s: &Schedule, first: usize) -> usize {
     first
         + match s.method {
             Method::Dense => 0,
-            Method::Prune | Method::ScannC => s.rounds * s.round_epochs(),
+            Method::Prune => s.rounds * s.retrain_epochs,
             Method::Nest | Method::ScannA | Method::ScannB => {
-                s.rounds * s.round_epochs() + s.grow_rounds * s.grow_epochs()
+                s.rounds * s.retrain_epochs + s.grow_rounds * s.grow_epochs()
             }
+            Method::ScannC => s.rounds * s.retrain_epochs.max(2),
         }
         + if s.method == Method::Dense {
             0
@@ -336,7 +317,7 @@ impl<L: FnMut(String), E: FnMut(&EpochLog)> Run<'_, L, E> {
             // Epochs of this round's retraining after the prune (SCANN C spends part of the
             // round on the regrown connections first).
             let mut retrain_epochs = s.retrain_epochs;
-            if s.regrows_first() {
+            if s.method == Method::ScannC {
                 let nz = nonzero_weights(model);
                 let dormant = weight_count(model) - nz;
                 if dormant > 0 {
@@ -361,7 +342,7 @@ impl<L: FnMut(String), E: FnMut(&EpochLog)> Run<'_, L, E> {
             let total = weight_count(model) as f64;
             // NeST iterates growth with pruning: prune past the goal by the regrowth share, then
             // regrow that share where the loss gradient is largest.
-            let regrow = if s.method == Method::Nest && !s.regrow_first {
+            let regrow = if s.method == Method::Nest {
                 s.regrow_share(r, rounds).clamp(0.0, 0.9)
             } else {
                 0.0

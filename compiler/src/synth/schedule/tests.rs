@@ -319,7 +319,7 @@ fn pruning_methods_spend_the_epochs_they_plan_and_the_same_budget() {
         ..Schedule::default()
     };
     // (schedule, first-phase epochs): NeST's first phase and growth step share prune-only's
-    // first phase; SCANN C's (and regrow-first NeST's) regrowth and retraining share a round.
+    // first phase; SCANN C's regrowth and retraining share a round.
     let runs = [
         (
             Schedule {
@@ -343,16 +343,6 @@ fn pruning_methods_spend_the_epochs_they_plan_and_the_same_budget() {
                 ..base.clone()
             },
             4,
-        ),
-        (
-            Schedule {
-                method: Method::Nest,
-                grow_rounds: 1,
-                grow_epochs: Some(2),
-                regrow_first: true,
-                ..base.clone()
-            },
-            2,
         ),
     ];
     for (schedule, first) in runs {
