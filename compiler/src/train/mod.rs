@@ -382,7 +382,7 @@ pub fn weight_gradients(
 ) -> Vec<Vec<f32>> {
     let device = Device::flex().autodiff();
     let (net, masks) = Net::from_model(model, &device);
-    let loss_fn = burn::nn::loss::CrossEntropyLossConfig::new().init(&device);
+    let loss_fn = cross_entropy(0.0, &device);
     let weighted: Vec<&Op> = model
         .nodes
         .iter()
