@@ -206,7 +206,10 @@ pub fn planned_epochs(s: &Schedule, first: usize) -> usize {
             Method::Nest | Method::ScannA | Method::ScannB => {
                 s.rounds * s.retrain_epochs + s.grow_rounds * s.grow_epochs()
             }
-            Method::ScannC => s.rounds * s.retrain_epochs.max(2),
+            Method::ScannC => {
+                let (grown, pruned) = s.scann_c_split();
+                s.rounds * (grown + pruned)
+            }
         }
         + if s.method == Method::Dense {
             0
