@@ -54,6 +54,8 @@ pub fn error_vs_nonzeros_svg(path: &Path, title: &str, curves: &[Curve]) -> Resu
         chart
             .configure_mesh()
             .x_desc("nonzero parameters (int8 weights + biases, log scale)")
+            .x_labels(30)
+            .x_label_formatter(&|x| log_tick_label(*x))
             .y_desc("test error (%)")
             .draw()
             .map_err(|e| err(e.to_string()))?;
@@ -83,9 +85,36 @@ pub fn error_vs_nonzeros_svg(path: &Path, title: &str, curves: &[Curve]) -> Resu
     crate::util::write_atomic(path, svg.as_bytes()).map_err(|e| err(e.to_string()))
 }
 
+/// Labels a log axis at 1, 2 and 5 times a power of ten only: plotters puts a key point at
+/// every integer multiple, whose labels overlap near the top of each decade.
+fn log_tick_label(x: f64) -> String {
+    if x.is_nan() || x <= 0.0 {
+        return String::new();
+    }
+    let decade = 10f64.powf(x.log10().floor());
+    let m = x / decade;
+    let on_tick = [1.0, 2.0, 5.0, 10.0]
+        .iter()
+        .any(|t| (m - t).abs() < 1e-6 * t);
+    match (on_tick, x >= 1000.0) {
+        (false, _) => String::new(),
+        (true, true) => format!("{}k", x / 1000.0),
+        (true, false) => format!("{}", x.round()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn log_axis_labels_only_one_two_five() {
+        let labels: Vec<String> = [1.0, 3.0, 20.0, 500.0, 700.0, 1000.0, 2000.0, 50_000.0, 4e5]
+            .iter()
+            .map(|&x| log_tick_label(x))
+            .collect();
+        assert_eq!(labels, ["1", "", "20", "500", "", "1k", "2k", "50k", ""]);
+    }
 
     #[test]
     fn draws_every_curve_into_an_svg() {

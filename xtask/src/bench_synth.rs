@@ -287,8 +287,9 @@ pub struct Options<'a> {
     pub command: &'a str,
 }
 
+const METHODS: [&str; 4] = ["dense", "prune", "nest", "scann-c"];
+
 pub fn bench(root: &Path, o: &Options) -> Result<()> {
-    const METHODS: [&str; 4] = ["dense", "prune", "nest", "scann-c"];
     for m in o.methods {
         anyhow::ensure!(
             METHODS.contains(&m.as_str()),
@@ -595,21 +596,11 @@ pub fn bench(root: &Path, o: &Options) -> Result<()> {
     }
     // Methods not run now keep their last results (a method is often rerun alone: a LeNet-5
     // synthesis takes a quarter of an hour).
-    let mut earlier = Vec::new();
-    for method in METHODS
-        .iter()
-        .filter(|m| !o.methods.iter().any(|x| x == *m))
-    {
-        let path = root.join(format!(
-            "bench/results/synth-{}-{}-{method}.json",
-            o.dataset, recipe.arch
-        ));
-        if let Ok(text) = std::fs::read_to_string(&path) {
-            let r: MethodResult = serde_json::from_str(&text)
-                .with_context(|| format!("{}: not a bench synth result", path.display()))?;
-            earlier.push(r);
-        }
-    }
+    let not_run: Vec<&str> = METHODS
+        .into_iter()
+        .filter(|m| !o.methods.iter().any(|x| x == m))
+        .collect();
+    let earlier = load_results(root, o.dataset, recipe.arch, &not_run)?;
     let versions: Vec<String> = earlier
         .iter()
         .map(|r| {
@@ -627,34 +618,7 @@ pub fn bench(root: &Path, o: &Options) -> Result<()> {
     let mut means: Vec<(String, f64, f64)> = Vec::new();
     for result in &all {
         let method = &result.method;
-        let n = result.runs.len() as f64;
-        // The curve: one full-budget run per target density when the bench made them, else the
-        // mean over seeds at each stage of the schedule (stages line up, the schedule being
-        // the same).
-        let stages = result.runs.iter().map(|r| r.curve.len()).min().unwrap_or(0);
-        let points: Vec<(f64, f64)> = if result.density_curve.is_empty() {
-            (0..stages)
-                .map(|k| {
-                    let x = result.runs.iter().map(|r| r.curve[k].0 as f64).sum::<f64>() / n;
-                    let y = result.runs.iter().map(|r| r.curve[k].1).sum::<f64>() / n;
-                    (x, y)
-                })
-                .collect()
-        } else {
-            result
-                .density_curve
-                .iter()
-                .map(|p| (p.params_nonzero, p.test_error))
-                .collect()
-        };
-        curves.push(Curve {
-            name: if method == "dense" {
-                "dense (narrower seeds)".into()
-            } else {
-                method.clone()
-            },
-            points,
-        });
+        curves.push(curve_of(result));
         let spread = result
             .test_error_runs
             .iter()
@@ -677,15 +641,7 @@ pub fn bench(root: &Path, o: &Options) -> Result<()> {
             result.params_dense as f64 / result.params_nonzero.max(1) as f64,
         ));
     }
-    let svg_name = format!("bench/results/synth-{}-{}.svg", o.dataset, recipe.arch);
-    error_vs_nonzeros_svg(
-        &root.join(&svg_name),
-        &format!(
-            "{} {}: int8 test error vs nonzero parameters",
-            o.dataset, recipe.arch
-        ),
-        &curves,
-    )?;
+    let svg_name = draw(root, o.dataset, recipe.arch, &curves)?;
     let about_data = if o.dataset == "mnist" {
         "10k-image MNIST training sample (9k train / 1k validation), official 10k test set".into()
     } else {
@@ -802,6 +758,83 @@ pub fn bench(root: &Path, o: &Options) -> Result<()> {
     write_section(root, &section, &body)
 }
 
+/// The results files of `methods` already in bench/results (missing ones are skipped).
+fn load_results(
+    root: &Path,
+    dataset: &str,
+    arch: &str,
+    methods: &[&str],
+) -> Result<Vec<MethodResult>> {
+    let mut found = Vec::new();
+    for method in methods {
+        let path = root.join(format!(
+            "bench/results/synth-{dataset}-{arch}-{method}.json"
+        ));
+        if let Ok(text) = std::fs::read_to_string(&path) {
+            let r: MethodResult = serde_json::from_str(&text)
+                .with_context(|| format!("{}: not a bench synth result", path.display()))?;
+            found.push(r);
+        }
+    }
+    Ok(found)
+}
+
+/// A method's error-vs-nonzeros curve: one full-budget run per target density when the bench
+/// made them, else the mean over seeds at each stage of the schedule (stages line up, the
+/// schedule being the same).
+fn curve_of(result: &MethodResult) -> Curve {
+    let n = result.runs.len() as f64;
+    let stages = result.runs.iter().map(|r| r.curve.len()).min().unwrap_or(0);
+    let points: Vec<(f64, f64)> = if result.density_curve.is_empty() {
+        (0..stages)
+            .map(|k| {
+                let x = result.runs.iter().map(|r| r.curve[k].0 as f64).sum::<f64>() / n;
+                let y = result.runs.iter().map(|r| r.curve[k].1).sum::<f64>() / n;
+                (x, y)
+            })
+            .collect()
+    } else {
+        result
+            .density_curve
+            .iter()
+            .map(|p| (p.params_nonzero, p.test_error))
+            .collect()
+    };
+    Curve {
+        name: if result.method == "dense" {
+            "dense (narrower seeds)".into()
+        } else {
+            result.method.clone()
+        },
+        points,
+    }
+}
+
+/// Draws bench/results/synth-<dataset>-<arch>.svg; returns its path under `root`.
+fn draw(root: &Path, dataset: &str, arch: &str, curves: &[Curve]) -> Result<String> {
+    let svg_name = format!("bench/results/synth-{dataset}-{arch}.svg");
+    error_vs_nonzeros_svg(
+        &root.join(&svg_name),
+        &format!("{dataset} {arch}: int8 test error vs nonzero parameters"),
+        curves,
+    )?;
+    Ok(svg_name)
+}
+
+/// `cargo xtask bench synth-plot`: redraws a bench's plot from its results files, without
+/// running anything (a LeNet-5 bench takes hours; the plot's style should not need one).
+pub fn replot(root: &Path, dataset: &str, arch: &str) -> Result<PathBuf> {
+    let recipe = Recipe::for_arch(arch)?;
+    let results = load_results(root, dataset, recipe.arch, &METHODS)?;
+    anyhow::ensure!(
+        !results.is_empty(),
+        "no results for {dataset} {arch} in {}: run `cargo xtask bench synth` first",
+        root.join("bench/results").display()
+    );
+    let curves: Vec<Curve> = results.iter().map(curve_of).collect();
+    Ok(root.join(draw(root, dataset, recipe.arch, &curves)?))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -853,5 +886,85 @@ mod tests {
             Recipe::for_arch("lenet-300-100").unwrap().label_smoothing,
             0.1
         );
+    }
+
+    fn result(
+        method: &str,
+        curve: Vec<(usize, f64)>,
+        density_curve: Vec<DensityPoint>,
+    ) -> MethodResult {
+        MethodResult {
+            dataset: "pendigits".into(),
+            seed_arch: "tabular-mlp".into(),
+            method: method.into(),
+            seeds: vec![1],
+            test_error: 3.0,
+            test_error_runs: vec![3.0],
+            val_error: 1.0,
+            params_dense: 3498,
+            params_nonzero: 900,
+            flops_dense: 6784,
+            flops_nonzero: 1600,
+            wall_seconds: 2.0,
+            epoch_budget: 144,
+            jobs: 1,
+            runs: vec![RunResult {
+                seed: 1,
+                test_error: 3.0,
+                val_error: 1.0,
+                params_nonzero: 900,
+                macs: 800,
+                wall_seconds: 2.0,
+                git_commit: "abc".into(),
+                curve,
+            }],
+            density_curve,
+            git_commit: "abc".into(),
+            command: "cargo xtask bench synth".into(),
+        }
+    }
+
+    #[test]
+    fn curves_come_from_density_runs_when_there_are_any() {
+        let staged = curve_of(&result("prune", vec![(3498, 2.5), (900, 3.0)], vec![]));
+        assert_eq!(staged.points, [(3498.0, 2.5), (900.0, 3.0)]);
+        let dense = curve_of(&result("dense", vec![(3498, 2.5)], vec![]));
+        assert_eq!(dense.name, "dense (narrower seeds)");
+        let separate = curve_of(&result(
+            "nest",
+            vec![(3498, 2.5), (900, 3.0)],
+            vec![DensityPoint {
+                target_density: 0.1,
+                seeds: vec![1],
+                params_nonzero: 400.0,
+                test_error: 4.0,
+            }],
+        ));
+        assert_eq!(separate.points, [(400.0, 4.0)]);
+    }
+
+    #[test]
+    fn replot_redraws_from_results_files_and_names_a_missing_bench() {
+        // No tempfile here: a dev-dependency would change xtask's resolved features (Cargo.toml).
+        let root = std::env::temp_dir().join(format!("bonsai-replot-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(&root).unwrap();
+        let err = replot(&root, "pendigits", "tabular-mlp").unwrap_err();
+        assert!(
+            err.to_string().contains("no results for pendigits"),
+            "{err}"
+        );
+        let dir = root.join("bench/results");
+        std::fs::create_dir_all(&dir).unwrap();
+        let r = result("prune", vec![(3498, 2.5), (900, 3.0)], vec![]);
+        std::fs::write(
+            dir.join("synth-pendigits-tabular-mlp-prune.json"),
+            serde_json::to_string(&r).unwrap(),
+        )
+        .unwrap();
+        let svg = replot(&root, "pendigits", "tabular-mlp").unwrap();
+        let text = std::fs::read_to_string(svg).unwrap();
+        std::fs::remove_dir_all(&root).unwrap();
+        assert!(text.contains("<svg") && text.contains("prune"));
     }
 }

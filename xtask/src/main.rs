@@ -103,6 +103,15 @@ enum BenchCmd {
         #[arg(long)]
         curve_seeds: Option<u64>,
     },
+    /// Redraw a `bench synth` plot from its results files in bench/results, running nothing.
+    SynthPlot {
+        /// Dataset name of the results files (mnist, fashion-mnist, pendigits, letter).
+        #[arg(long, default_value = "mnist")]
+        dataset: String,
+        /// Seed architecture: lenet-300-100, lenet-5 or tabular-mlp.
+        #[arg(long, default_value = "lenet-300-100")]
+        arch: String,
+    },
     /// Architecture search (issue 7): STEERAGE and random search on MNIST under a device's
     /// flash/RAM budget, the shipped models and Pareto-front points measured under QEMU, against
     /// a pruned seed architecture (LeNet-5); writes bench/results/search-<method>.json.
@@ -289,6 +298,10 @@ fn run(cli: Cli) -> Result<()> {
                     xtask::bench_runtime::bench(&root, &mnist, synth.as_deref(), &command)?
                 }
 
+                BenchCmd::SynthPlot { dataset, arch } => {
+                    let svg = xtask::bench_synth::replot(&root, &dataset, &arch)?;
+                    println!("wrote {}", svg.display());
+                }
                 BenchCmd::Synth {
                     mnist,
                     data,
