@@ -47,14 +47,15 @@ pub fn error_vs_nonzeros_svg(path: &Path, title: &str, curves: &[Curve]) -> Resu
             .x_label_area_size(40)
             .y_label_area_size(56)
             .build_cartesian_2d(
-                ((x_lo * 0.8).max(1.0)..x_hi * 1.25).log_scale(),
+                (log_axis_start(x_lo)..x_hi * 1.25).log_scale(),
                 (y_lo - pad).max(0.0)..y_hi + pad,
             )
             .map_err(|e| err(e.to_string()))?;
         chart
             .configure_mesh()
             .x_desc("nonzero parameters (int8 weights + biases, log scale)")
-            .x_labels(30)
+            .x_labels(20)
+            .x_max_light_lines(1)
             .x_label_formatter(&|x| log_tick_label(*x))
             .y_desc("test error (%)")
             .draw()
@@ -85,6 +86,19 @@ pub fn error_vs_nonzeros_svg(path: &Path, title: &str, curves: &[Curve]) -> Resu
     crate::util::write_atomic(path, svg.as_bytes()).map_err(|e| err(e.to_string()))
 }
 
+/// Where a log axis holding `x_lo` starts: a little below it, but not above the power of ten
+/// under it when that power is the only one near: plotters puts key points (and labels) from the
+/// first power of ten in range upward, so a range starting at 2.2k would be unlabelled to 10k.
+fn log_axis_start(x_lo: f64) -> f64 {
+    let start = (x_lo * 0.8).max(1.0);
+    let next_power = 10f64.powf(start.log10().ceil());
+    if next_power > x_lo {
+        10f64.powf(x_lo.max(1.0).log10().floor())
+    } else {
+        start
+    }
+}
+
 /// Labels a log axis at 1, 2 and 5 times a power of ten only: plotters puts a key point at
 /// every integer multiple, whose labels overlap near the top of each decade.
 fn log_tick_label(x: f64) -> String {
@@ -106,6 +120,13 @@ fn log_tick_label(x: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn log_axes_start_at_or_below_a_power_of_ten_they_show() {
+        assert_eq!(log_axis_start(2762.0), 1000.0);
+        assert_eq!(log_axis_start(108.0), 108.0 * 0.8);
+        assert_eq!(log_axis_start(10_000.0), 8000.0);
+    }
 
     #[test]
     fn log_axis_labels_only_one_two_five() {
