@@ -418,14 +418,16 @@ pub fn spinner(show: bool, len: u64, what: &str) -> ProgressBar {
     pb
 }
 
-/// Accuracy of the int8 reference on preprocessed samples (samples in parallel: the reference
-/// interpreter is plain loops, ~5 ms per LeNet-5 image, and a curve evaluates many models).
+/// Accuracy of the int8 model on preprocessed samples: the golden arithmetic summing only the
+/// nonzero weights ([`interp::sparse`], proven equal to the golden model), samples in parallel,
+/// since a synthesis evaluates after every stage.
 pub fn int8_accuracy(q: &Model, s: &Samples) -> anyhow::Result<f64> {
     use rayon::prelude::*;
+    let model = interp::sparse::SparseInt8::new(q);
     let correct = (0..s.len())
         .into_par_iter()
         .map(|i| -> anyhow::Result<usize> {
-            let y = interp::int8::run(q, &quant::quantize_input(q, s.row(i)))?;
+            let y = model.run(&quant::quantize_input(q, s.row(i)))?;
             Ok(usize::from(argmax(&y) == s.y[i] as usize))
         })
         .try_reduce(|| 0, |a, b| Ok(a + b))?;

@@ -1347,26 +1347,6 @@ pub struct ImportResult {
     pub wall_seconds: f64,
 }
 
-/// Accuracy of the integer reference, on both cores.
-fn int8_accuracy_parallel(q: &Model, s: &Samples) -> Result<f64> {
-    let n = s.len();
-    let half = n / 2;
-    let count = |range: std::ops::Range<usize>| -> Result<usize> {
-        let mut c = 0;
-        for i in range {
-            let y = interp::int8::run(q, &quant::quantize_input(q, s.row(i)))?;
-            c += usize::from(argmax(&y) == s.y[i] as usize);
-        }
-        Ok(c)
-    };
-    let (a, b) = std::thread::scope(|sc| {
-        let h = sc.spawn(|| count(0..half));
-        let b = count(half..n);
-        (h.join().expect("int8 evaluation thread"), b)
-    });
-    Ok((a? + b?) as f64 / n.max(1) as f64)
-}
-
 /// The per-layer densities ([`bonsai::synth::prune::layer_densities`]'s rule) whose overall
 /// density is `overall`: that rule keeps small layers denser, so its parameter is lowered
 /// until the whole model meets the target.
@@ -1434,7 +1414,7 @@ pub fn import_bench(
         .collect();
     let orig_acc = train::float_accuracy(&model, &test_s);
     let orig_q = quant::quantize(&model, &calib)?;
-    let orig_int8 = int8_accuracy_parallel(&orig_q, &test_s)?;
+    let orig_int8 = bonsai::pipeline::int8_accuracy(&orig_q, &test_s)?;
     say(format!(
         "imported {}: float test accuracy {:.2}%, int8 {:.2}%",
         onnx.display(),
@@ -1476,7 +1456,7 @@ pub fn import_bench(
     }
     let pruned_float = train::float_accuracy(&model, &test_s);
     let q = quant::quantize(&model, &calib)?;
-    let pruned_int8 = int8_accuracy_parallel(&q, &test_s)?;
+    let pruned_int8 = bonsai::pipeline::int8_accuracy(&q, &test_s)?;
     say(format!(
         "pruned to density {:.4}: float test {:.2}%, int8 {:.2}%",
         prune::density(&model),

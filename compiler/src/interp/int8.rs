@@ -16,9 +16,26 @@ pub fn run(model: &Model, input: &[i8]) -> Result<Vec<i8>, InterpError> {
 }
 
 /// Every tensor's int8 value; used for per-layer comparisons.
+pub fn run_all(model: &Model, input: &[i8]) -> Result<Vec<Vec<i8>>, InterpError> {
+    run_all_with(model, input, &|_, _| None)
+}
+
+/// Supplies a weighted node's accumulators: `(node index, input) -> Some(bias + products)`, or
+/// `None` for the golden loops.
+pub(crate) type Accumulate<'a> = &'a dyn Fn(usize, &[i8]) -> Option<Vec<i64>>;
+
+/// [`run_all`], with the accumulators of Dense and Conv2d nodes taken from `accumulate(node
+/// index, input)` where it returns them (the accumulator layout of the code below: bias plus
+/// products, channel fastest). Everything after the accumulators (the int32 check,
+/// requantization, every other op) stays the golden code, so a faster accumulator is the only
+/// thing a caller can change and the only thing its tests need to prove equal.
 // Index loops on purpose: the reference reads like the equations it implements.
 #[allow(clippy::needless_range_loop)]
-pub fn run_all(model: &Model, input: &[i8]) -> Result<Vec<Vec<i8>>, InterpError> {
+pub(crate) fn run_all_with(
+    model: &Model,
+    input: &[i8],
+    accumulate: Accumulate,
+) -> Result<Vec<Vec<i8>>, InterpError> {
     if !model.is_quantized() {
         return Err(InterpError::NotQuantized);
     }
@@ -31,7 +48,7 @@ pub fn run_all(model: &Model, input: &[i8]) -> Result<Vec<Vec<i8>>, InterpError>
     }
     let mut values: Vec<Vec<i8>> = vec![Vec::new(); model.tensors.len()];
     values[model.inputs[0].0] = input.to_vec();
-    for node in &model.nodes {
+    for (node_index, node) in model.nodes.iter().enumerate() {
         let err = |msg: String| InterpError::Node {
             node: node.name.clone(),
             msg,
@@ -42,13 +59,16 @@ pub fn run_all(model: &Model, input: &[i8]) -> Result<Vec<Vec<i8>>, InterpError>
             Op::Dense(d) => {
                 let q = d.quant.as_ref().expect("checked above");
                 let x = &values[node.inputs[0].0];
-                let mut acc: Vec<i64> = q.bias_q.iter().map(|&b| b as i64).collect();
-                for (o, acc) in acc.iter_mut().enumerate() {
-                    for i in 0..d.in_features {
-                        let w = q.weight_q[o * d.in_features + i] as i64;
-                        *acc += (x[i] as i64 - qin.zero_point as i64) * w;
+                let acc = accumulate(node_index, x).unwrap_or_else(|| {
+                    let mut acc: Vec<i64> = q.bias_q.iter().map(|&b| b as i64).collect();
+                    for (o, acc) in acc.iter_mut().enumerate() {
+                        for i in 0..d.in_features {
+                            let w = q.weight_q[o * d.in_features + i] as i64;
+                            *acc += (x[i] as i64 - qin.zero_point as i64) * w;
+                        }
                     }
-                }
+                    acc
+                });
                 requantize_all(&acc, d.out_features, q, qin, qout, node.op.activation())
                     .map_err(err)?
             }
@@ -56,17 +76,20 @@ pub fn run_all(model: &Model, input: &[i8]) -> Result<Vec<Vec<i8>>, InterpError>
                 let q = c.quant.as_ref().expect("checked above");
                 let x = &values[node.inputs[0].0];
                 let out_shape = &model.tensor(node.output).shape;
-                let mut acc: Vec<i64> = (0..model.tensor(node.output).len())
-                    .map(|i| q.bias_q[i % c.out_channels] as i64)
-                    .collect();
-                conv_taps(
-                    c,
-                    &model.tensor(node.inputs[0]).shape,
-                    out_shape,
-                    |o, i, w| {
-                        acc[o] += (x[i] as i64 - qin.zero_point as i64) * q.weight_q[w] as i64;
-                    },
-                );
+                let acc = accumulate(node_index, x).unwrap_or_else(|| {
+                    let mut acc: Vec<i64> = (0..model.tensor(node.output).len())
+                        .map(|i| q.bias_q[i % c.out_channels] as i64)
+                        .collect();
+                    conv_taps(
+                        c,
+                        &model.tensor(node.inputs[0]).shape,
+                        out_shape,
+                        |o, i, w| {
+                            acc[o] += (x[i] as i64 - qin.zero_point as i64) * q.weight_q[w] as i64;
+                        },
+                    );
+                    acc
+                });
                 requantize_all(&acc, c.out_channels, q, qin, qout, c.activation).map_err(err)?
             }
             Op::MaxPool(p) => {

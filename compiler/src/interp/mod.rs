@@ -3,6 +3,7 @@
 
 pub mod float;
 pub mod int8;
+pub mod sparse;
 mod window;
 
 #[derive(Debug, thiserror::Error, PartialEq)]
