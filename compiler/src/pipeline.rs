@@ -206,10 +206,6 @@ pub struct ScheduleArgs {
     /// almost nothing in the last round) instead of keeping it constant.
     #[arg(long)]
     pub regrow_anneal: bool,
-    /// nest: regrow by one |gradient| ranking across layers, and after the first round prune
-    /// every layer by the same factor, so regrowth can move connections between layers.
-    #[arg(long)]
-    pub regrow_global: bool,
     /// Fine-tuning epochs after the last pruning round (early-stopped on validation).
     #[arg(long, default_value_t = 0)]
     pub final_epochs: usize,
@@ -289,7 +285,6 @@ impl SynthArgs {
                 },
                 regrow_fraction: self.schedule.regrow_fraction,
                 regrow_anneal: self.schedule.regrow_anneal,
-                regrow_global: self.schedule.regrow_global,
                 reference_weights: None,
                 final_epochs: self.schedule.final_epochs,
                 layer_exponent: self.schedule.layer_exponent,

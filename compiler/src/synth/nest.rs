@@ -43,35 +43,6 @@ pub fn regrow(model: &mut Model, grads: &[Vec<f32>], ratio: f64) -> usize {
     grown
 }
 
-/// [`regrow`] with one ranking across layers: activates the `count` dormant connections with the
-/// largest |gradient| wherever they are, so regrowth also moves connections between layers
-/// toward where the loss asks for them (raw |∂L/∂w| compares across layers: it is the first-order
-/// loss decrease of a unit step). Ties go to the earlier layer and position, so results repeat.
-pub fn regrow_global(model: &mut Model, grads: &[Vec<f32>], count: usize) -> usize {
-    let mut dormant: Vec<(f32, usize, usize)> = Vec::new();
-    let layers = model.nodes.iter().filter_map(|n| n.op.weights());
-    for (k, (lw, g)) in layers.zip(grads).enumerate() {
-        dormant.extend(
-            (0..lw.weight.len())
-                .filter(|&i| !lw.mask.get(i))
-                .map(|i| (g[i].abs(), k, i)),
-        );
-    }
-    let n = count.min(dormant.len());
-    dormant.sort_by(|a, b| b.0.total_cmp(&a.0).then((a.1, a.2).cmp(&(b.1, b.2))));
-    let mut chosen: Vec<Vec<usize>> = vec![Vec::new(); grads.len()];
-    for &(_, k, i) in &dormant[..n] {
-        chosen[k].push(i);
-    }
-    let layers = model.nodes.iter_mut().filter_map(|n| n.op.weights_mut());
-    for (lw, picks) in layers.zip(&chosen) {
-        for &i in picks {
-            lw.mask.set(i, true);
-        }
-    }
-    n
-}
-
 /// A seeded random sparse mask over every Dense and Conv2d layer but the input reduction (a
 /// fitted projection, not a connection pattern to search).
 pub fn sparse_seed(model: &mut Model, density: f64, seed: u64) {
@@ -163,56 +134,6 @@ mod tests {
             after.iter().sum::<usize>() - before.iter().sum::<usize>()
         );
         m.validate().unwrap();
-    }
-
-    #[test]
-    fn global_regrowth_ranks_dormant_connections_across_layers() {
-        let mut m = tiny_cnn();
-        // Make the last weighted layer's connections 3 and 7 dormant too.
-        let last = m
-            .nodes
-            .iter()
-            .rposition(|n| n.op.weights().is_some())
-            .unwrap();
-        let lw = m.nodes[last].op.weights_mut().unwrap();
-        for i in [3, 7] {
-            lw.mask.set(i, false);
-            lw.weight[i] = 0.0;
-        }
-        let n_last = lw.weight.len();
-        // conv1 dormant: 0, 5, 13, 30. The three largest |g| anywhere: last[7], conv1[13],
-        // last[3] (tied with conv1[5]: the earlier layer wins the tie, so conv1[5] instead).
-        let mut g0 = vec![0.0f32; 36];
-        g0[13] = -4.0;
-        g0[5] = 1.0;
-        g0[0] = 0.5;
-        g0[2] = 99.0; // active: never counts
-        let mut g_last = vec![0.0f32; n_last];
-        g_last[7] = 5.0;
-        g_last[3] = -1.0;
-        let grads = vec![g0, vec![0.0; 36], g_last];
-        let before = nonzero(&m);
-        assert_eq!(regrow_global(&mut m, &grads, 3), 3);
-        assert_eq!(nonzero(&m), before + 3);
-        let Op::Conv2d(c) = &m.nodes[0].op else {
-            panic!()
-        };
-        assert!(c.mask.get(13) && c.mask.get(5));
-        assert!(!c.mask.get(0) && !c.mask.get(30));
-        assert_eq!((c.weight[13], c.weight[5]), (0.0, 0.0));
-        let lw = m.nodes[last].op.weights().unwrap();
-        assert!(lw.mask.get(7) && !lw.mask.get(3));
-        // Asking for more than is dormant regrows everything, and no more.
-        let left = 3;
-        assert_eq!(regrow_global(&mut m, &grads, 100), left);
-        m.validate().unwrap();
-    }
-
-    fn nonzero(m: &Model) -> usize {
-        m.nodes
-            .iter()
-            .filter_map(|n| n.op.weights().map(|w| w.mask.count_ones()))
-            .sum()
     }
 
     #[test]

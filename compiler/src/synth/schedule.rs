@@ -100,11 +100,6 @@ pub struct Schedule {
     /// regrown in a late round are barely trained when the run ends. Off by default: on MNIST
     /// LeNet-300-100 it changed nothing measurable (BENCHMARKS.md).
     pub regrow_anneal: bool,
-    /// NeST: regrow by one |gradient| ranking across all layers instead of each layer's own
-    /// share, and from the second round on prune every layer by the same factor instead of
-    /// by the per-layer rule, so the layer sizes regrowth shapes carry over (the rule fixes
-    /// only the first round's split). Off by default (measured in BENCHMARKS.md).
-    pub regrow_global: bool,
     /// Weights the target density refers to (None: the seed's own weight count).
     pub reference_weights: Option<usize>,
     /// Fine-tuning epochs (early-stopped on validation) after the last pruning round; a
@@ -154,7 +149,6 @@ impl Default for Schedule {
             maps: MapGrowth::default(),
             regrow_fraction: 0.1,
             regrow_anneal: false,
-            regrow_global: false,
             reference_weights: None,
             final_epochs: 0,
             layer_exponent: prune::DEFAULT_LAYER_EXPONENT,
@@ -356,12 +350,11 @@ impl<L: FnMut(String), E: FnMut(&EpochLog)> Run<'_, L, E> {
             } else {
                 0.0
             };
-            let keep = goal * (1.0 - regrow);
-            let densities = if s.regrow_global && regrow > 0.0 && r > 1 {
-                proportional_densities(model, keep)
-            } else {
-                prune::layer_densities_with(model, (keep / total).min(1.0), s.layer_exponent)
-            };
+            let densities = prune::layer_densities_with(
+                model,
+                (goal * (1.0 - regrow) / total).min(1.0),
+                s.layer_exponent,
+            );
             prune::prune_to(model, &densities);
             if regrow > 0.0 {
                 let grads = grow::weight_gradients(
@@ -370,12 +363,7 @@ impl<L: FnMut(String), E: FnMut(&EpochLog)> Run<'_, L, E> {
                     s.neurons.batch_size,
                     s.neurons.batches,
                 );
-                if s.regrow_global {
-                    let n = (regrow / (1.0 - regrow) * nonzero_weights(model) as f64).round();
-                    nest::regrow_global(model, &grads, n as usize);
-                } else {
-                    nest::regrow(model, &grads, regrow / (1.0 - regrow));
-                }
+                nest::regrow(model, &grads, regrow / (1.0 - regrow));
             }
             let dead = surgery::remove_dead(model);
             let retrain = TrainConfig {
@@ -425,19 +413,6 @@ impl<L: FnMut(String), E: FnMut(&EpochLog)> Run<'_, L, E> {
         }
         Ok(chosen)
     }
-}
-
-/// Per-layer densities that shrink every layer's active connections by the same factor, to
-/// `keep` in all.
-fn proportional_densities(model: &Model, keep: f64) -> Vec<f64> {
-    let nz = nonzero_weights(model).max(1) as f64;
-    let factor = (keep / nz).min(1.0);
-    model
-        .nodes
-        .iter()
-        .filter_map(|n| n.op.weights())
-        .map(|lw| lw.mask.count_ones() as f64 * factor / lw.weight.len().max(1) as f64)
-        .collect()
 }
 
 /// Index of the first node SCANN rewires (after an input reduction).

@@ -151,49 +151,6 @@ fn nest_as_local_search_starts_dense_and_iterates_prune_and_regrow() {
 }
 
 #[test]
-fn global_regrowth_keeps_the_goal_and_moves_connections_between_layers() {
-    let (mut m, _, va) = digits();
-    let weights = nonzero_weights(&m);
-    let base = Schedule {
-        method: Method::Nest,
-        seed_density: 1.0,
-        grow_rounds: 0,
-        regrow_fraction: 0.2,
-        target_density: 0.2,
-        rounds: 3,
-        ..Schedule::default()
-    };
-    let per_layer = |m: &Model| -> Vec<usize> {
-        m.nodes
-            .iter()
-            .filter_map(|n| n.op.weights().map(|w| w.mask.count_ones()))
-            .collect()
-    };
-    let mut local = m.clone();
-    run(&mut local, &base, &mut vec![]);
-    let global = Schedule {
-        regrow_global: true,
-        ..base
-    };
-    run(&mut m, &global, &mut vec![]);
-    // Every round prunes to (goal - share) and regrows the share: the total lands on the goal,
-    // up to per-layer rounding and the connections of neurons left dead by a prune.
-    let goal = 0.2 * weights as f64;
-    let nz = nonzero_weights(&m) as f64;
-    assert!(
-        (nz - goal).abs() <= 0.01 * goal,
-        "{nz} nonzeros for a goal of {goal}"
-    );
-    assert_ne!(
-        per_layer(&m),
-        per_layer(&local),
-        "the split between layers moved"
-    );
-    assert!(train::float_accuracy(&m, &va) >= 0.9);
-    m.validate().unwrap();
-}
-
-#[test]
 fn scann_schemes_run_and_produce_valid_models() {
     let (seed, tr, va) = digits();
     for (method, seed_model) in [
