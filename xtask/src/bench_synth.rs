@@ -305,10 +305,6 @@ pub fn bench(root: &Path, o: &Options) -> Result<()> {
             recipe.target_density
         );
     }
-    anyhow::ensure!(
-        !(recipe.arch == "lenet-5" && o.methods.iter().any(|m| m == "scann-c")),
-        "scann-c rewires fully connected layers into a DAG of neurons; LeNet-5's convolutions are not"
-    );
     let seed_file = root.join(format!("models/seeds/{}.toml", recipe.arch));
     let data = o.data.to_string();
     let work = root.join("target/bench/synth");

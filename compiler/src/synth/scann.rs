@@ -11,6 +11,30 @@ use crate::ir::{Dense, Mask, Model, Node, Op, TensorId};
 pub enum ScannError {
     #[error("SCANN needs a chain of Dense layers; node {node:?} is {op} or not part of the chain")]
     NotAChain { node: String, op: &'static str },
+    #[error("SCANN needs Dense layers at the end of the network; it ends in {op} node {node:?}")]
+    NoDenseHead { node: String, op: &'static str },
+}
+
+/// Index of the first node SCANN rewires: the start of the trailing chain of Dense layers, so a
+/// CNN's classifier head (after its Flatten) becomes the DAG while its feature extractor is kept
+/// as it is, and an input reduction is never part of the DAG (its weights are fitted, not grown).
+pub fn head_start(model: &Model) -> usize {
+    let mut first = model.nodes.len();
+    while first > 0 {
+        let n = &model.nodes[first - 1];
+        let feeds_chain = first == model.nodes.len() || model.nodes[first].inputs == [n.output];
+        if !matches!(n.op, Op::Dense(_)) || !feeds_chain {
+            break;
+        }
+        first -= 1;
+    }
+    let after_reduction = usize::from(
+        model
+            .nodes
+            .first()
+            .is_some_and(|n| n.name == super::reduce::NODE_NAME),
+    );
+    first.max(after_reduction)
 }
 
 /// Rewires the chain of Dense layers starting at node `first` (earlier nodes, e.g. an input
@@ -18,6 +42,13 @@ pub enum ScannError {
 /// with `active` they exist (mask on, trained from 0), otherwise they are dormant (growth
 /// candidates). Either way the DAG computes the same function as the chain.
 pub fn to_dag(model: &Model, first: usize, active: bool) -> Result<Model, ScannError> {
+    if first >= model.nodes.len() {
+        let last = model.nodes.last();
+        return Err(ScannError::NoDenseHead {
+            node: last.map_or_else(String::new, |n| n.name.clone()),
+            op: last.map_or("nothing", |n| n.op.kind()),
+        });
+    }
     let mut prev = if first == 0 {
         model.inputs[0]
     } else {
@@ -189,6 +220,68 @@ mod tests {
                 assert_eq!(dag, m, "dormant skips compact back to the chain");
             }
         }
+    }
+
+    fn small_cnn() -> Model {
+        let text = r#"
+            name = "cnn"
+            input = [8, 8, 1]
+            [[layer]]
+            type = "conv"
+            filters = 3
+            kernel = 3
+            padding = "valid"
+            [[layer]]
+            type = "maxpool"
+            size = 2
+            [[layer]]
+            type = "flatten"
+            [[layer]]
+            type = "dense"
+            units = 6
+            activation = "relu"
+            [[layer]]
+            type = "dense"
+            units = "classes"
+        "#;
+        let spec = crate::synth::seed_file::parse(text, "cnn.toml").unwrap();
+        let data = crate::synth::seed_file::DataShape {
+            sample_shape: vec![8, 8, 1],
+            class_names: (0..4).map(|i| i.to_string()).collect(),
+            preprocess: Preprocess::identity(),
+        };
+        crate::synth::seed_file::build(&spec, "cnn.toml", &data, 5).unwrap()
+    }
+
+    #[test]
+    fn a_cnn_head_becomes_the_dag_and_its_features_stay() {
+        let m = small_cnn();
+        let first = head_start(&m);
+        assert_eq!(m.nodes[first - 1].op.kind(), "Flatten");
+        let x: Vec<f32> = (0..64).map(|i| ((i * 7) % 11) as f32 / 5.0 - 1.0).collect();
+        let want = interp::float::run(&m, &x).unwrap();
+        let dag = to_dag(&m, first, true).unwrap();
+        dag.validate().unwrap();
+        assert_eq!(
+            dag.nodes[..first],
+            m.nodes[..first],
+            "feature extractor kept"
+        );
+        // the classifier reads [flattened features, fc1's outputs]
+        let flat = m.tensor(m.nodes[first - 1].output).len();
+        assert_eq!(surgery::dense(&dag, first + 2).in_features, flat + 6);
+        assert_eq!(interp::float::run(&dag, &x).unwrap(), want);
+    }
+
+    #[test]
+    fn a_net_without_a_dense_head_is_refused() {
+        let mut m = small_cnn();
+        m.nodes.truncate(3);
+        m.outputs = vec![m.nodes[2].output];
+        let first = head_start(&m);
+        assert_eq!(first, 3);
+        let e = to_dag(&m, first, true).unwrap_err().to_string();
+        assert!(e.contains("Flatten"), "{e}");
     }
 
     #[test]

@@ -11,7 +11,7 @@
 
 use super::grow::{self, NeuronGrowth};
 use super::grow_maps::{self, MapGrowth};
-use super::{nest, prune, reduce, scann, surgery};
+use super::{nest, prune, scann, surgery};
 use crate::ir::Model;
 use crate::train::{self, EpochLog, Samples, TrainConfig, TrainError};
 
@@ -415,16 +415,6 @@ impl<L: FnMut(String), E: FnMut(&EpochLog)> Run<'_, L, E> {
     }
 }
 
-/// Index of the first node SCANN rewires (after an input reduction).
-fn scann_first(model: &Model) -> usize {
-    usize::from(
-        model
-            .nodes
-            .first()
-            .is_some_and(|n| n.name == reduce::NODE_NAME),
-    )
-}
-
 /// Runs `schedule` on `model` (an initialised seed). `log` receives one line per phase,
 /// `on_epoch` every training epoch of every phase (progress display). On return `model` is the
 /// chosen point of the trajectory (compacted for SCANN).
@@ -457,7 +447,7 @@ pub fn synthesize(
     };
     let s = schedule;
     if s.method.is_scann() {
-        let first = scann_first(model);
+        let first = scann::head_start(model);
         *model = scann::to_dag(model, first, s.method != Method::ScannA).map_err(|e| {
             TrainError::Unsupported {
                 node: e.to_string(),

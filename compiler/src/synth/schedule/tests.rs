@@ -2,6 +2,7 @@ use super::*;
 use crate::data::{self, DataSpec};
 use crate::interp;
 use crate::ir::Op;
+use crate::synth::reduce;
 use crate::synth::seed::mlp;
 
 fn digits() -> (Model, Samples, Samples) {
