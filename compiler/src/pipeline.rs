@@ -36,6 +36,9 @@ pub struct SynthOptions {
     /// error-vs-nonzeros curves. The chosen model is still picked on validation.
     pub curve: bool,
     pub train: TrainConfig,
+    /// Training images move by up to this many pixels (0: no augmentation); see
+    /// [`crate::train::Shift`]. Only for image datasets.
+    pub augment_shift: usize,
     /// Dense training, prune-only or NeST grow-and-prune.
     pub schedule: Schedule,
     /// Test samples written as firmware test vectors (they live in flash: keep it modest).
@@ -63,6 +66,7 @@ impl Default for SynthOptions {
             reduce: None,
             curve: false,
             train: TrainConfig::default(),
+            augment_shift: 0,
             schedule: Schedule::default(),
             max_vectors: 400,
             calibration_samples: 1000,
@@ -118,6 +122,10 @@ pub struct SynthArgs {
     /// probability mass evenly over the classes.
     #[arg(long, default_value_t = 0.0)]
     pub label_smoothing: f64,
+    /// Augmentation: every training image moves by a random offset of up to N pixels along
+    /// each axis (0: off). Image datasets only.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub augment_shift: usize,
     /// First training phase: stop after this many epochs without a better validation accuracy.
     #[arg(long, default_value_t = 10)]
     pub patience: usize,
@@ -250,6 +258,7 @@ impl SynthArgs {
                 .transpose()
                 .map_err(anyhow::Error::msg)?,
             curve: self.schedule.curve,
+            augment_shift: self.augment_shift,
             train: TrainConfig {
                 max_epochs: self.epochs,
                 batch_size: self.batch_size,
@@ -259,6 +268,7 @@ impl SynthArgs {
                 weight_decay: self.weight_decay,
                 label_smoothing: checked_smoothing(self.label_smoothing)?,
                 patience: self.patience,
+                augment: None,
             },
             schedule: Schedule {
                 method: self.schedule.method.parse().map_err(anyhow::Error::msg)?,
@@ -480,6 +490,10 @@ pub fn synthesize(opts: &SynthOptions) -> anyhow::Result<Summary> {
     let devices = energy::devices_with(&opts.device_files)?;
     let device = energy::find(&devices, &opts.device)?.clone();
     let data = prepare(&opts.data, opts.train.seed)?;
+    let train_cfg = TrainConfig {
+        augment: image_shift(&data, opts.augment_shift)?,
+        ..opts.train.clone()
+    };
 
     let (mut model, seed_arch, reference) =
         build_seed(opts, &data.train_raw, data.preprocess.clone(), &data.train)?;
@@ -494,7 +508,7 @@ pub fn synthesize(opts: &SynthOptions) -> anyhow::Result<Summary> {
         &mut model,
         &data.train,
         &data.val,
-        &opts.train,
+        &train_cfg,
         &sched,
         |line| pb.println(format!("  {line}")),
         |log| {
@@ -521,6 +535,39 @@ pub fn synthesize(opts: &SynthOptions) -> anyhow::Result<Summary> {
             start,
         },
     )
+}
+
+/// The shift augmentation of `max` pixels for `data` (None for 0). Refused for data that is not
+/// images, or whose preprocessing is per feature (the background would differ pixel to pixel).
+fn image_shift(data: &Prepared, max: usize) -> anyhow::Result<Option<crate::train::Shift>> {
+    if max == 0 {
+        return Ok(None);
+    }
+    let name = &data.name;
+    let shape = &data.train_raw.sample_shape;
+    // Only HWC images: a 2-D sample is a time series (steps x channels), not a picture.
+    let shape = match shape[..] {
+        [h, w, c] => [h, w, c],
+        _ => anyhow::bail!(
+            "--augment-shift moves images; {name} has samples of shape {shape:?}, not height x width x channels"
+        ),
+    };
+    anyhow::ensure!(
+        max < shape[0].min(shape[1]),
+        "--augment-shift {max}: the images of {name} are only {}x{} pixels",
+        shape[0],
+        shape[1]
+    );
+    let pre = &data.preprocess;
+    anyhow::ensure!(
+        pre.scale.len() == 1 && pre.offset.len() == 1,
+        "--augment-shift: {name} is preprocessed feature by feature, so moved images have no single background value"
+    );
+    Ok(Some(crate::train::Shift {
+        max,
+        shape,
+        fill: pre.apply(&[0.0])[0],
+    }))
 }
 
 /// How the model handed to [`finish`] came to be (recorded in `summary.json`).

@@ -128,3 +128,25 @@ fn label_smoothing_out_of_range() {
     );
     assert!(!out.exists());
 }
+
+#[test]
+fn shift_augmentation_of_data_that_is_not_images() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let (code, _, err) = bonsai(&[
+        "synthesize",
+        "--quiet",
+        "--data",
+        "digits",
+        "--augment-shift",
+        "2",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("--augment-shift") && err.contains("[64]"),
+        "{err}"
+    );
+    assert!(!out.exists());
+}

@@ -437,6 +437,7 @@ impl Evaluator {
             lr_schedule: crate::train::LrSchedule::Cosine { floor: 0.01 },
             weight_decay: 0.0,
             label_smoothing: 0.0,
+            augment: None,
         };
         let report =
             train::train(model, &self.train, &self.data.val, &cfg, |_| {}).map_err(|e| {

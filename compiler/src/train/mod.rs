@@ -12,6 +12,7 @@ use crate::ir::{Model, Op};
 use burn::optim::{AdamConfig, GradientsParams};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use rand::seq::SliceRandom;
+use rand::Rng;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
@@ -69,6 +70,40 @@ pub struct TrainConfig {
     /// `a/K`. A net that fits its training sample exactly has a loss and gradients near zero;
     /// smoothing keeps both alive (regularisation, and a growth signal at dormant weights).
     pub label_smoothing: f64,
+    /// Random translation of the training images (off: `None`).
+    pub augment: Option<Shift>,
+}
+
+/// Random translation of training images, the augmentation TFLite/Keras pipelines apply to
+/// small image sets: every sample of every batch moves by up to `max` pixels along each axis
+/// (uniform, independently), and the pixels it uncovers take `fill`, the preprocessed value of
+/// the background. Validation and test images are never moved.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Shift {
+    pub max: usize,
+    /// Height, width, channels of a sample (HWC, row-major as the samples are stored).
+    pub shape: [usize; 3],
+    pub fill: f32,
+}
+
+impl Shift {
+    /// Writes `src` moved by (`dy`, `dx`) pixels into `dst` (same length).
+    pub fn apply(&self, src: &[f32], dy: isize, dx: isize, dst: &mut [f32]) {
+        let [h, w, c] = self.shape;
+        for y in 0..h {
+            for x in 0..w {
+                let (sy, sx) = (y as isize - dy, x as isize - dx);
+                let inside = (0..h as isize).contains(&sy) && (0..w as isize).contains(&sx);
+                let out = &mut dst[(y * w + x) * c..][..c];
+                if inside {
+                    let i = (sy as usize * w + sx as usize) * c;
+                    out.copy_from_slice(&src[i..i + c]);
+                } else {
+                    out.fill(self.fill);
+                }
+            }
+        }
+    }
 }
 
 /// Learning-rate schedule of one training call.
@@ -121,6 +156,7 @@ impl Default for TrainConfig {
             lr_schedule: LrSchedule::Constant,
             weight_decay: 0.0,
             label_smoothing: 0.0,
+            augment: None,
         }
     }
 }
@@ -282,6 +318,15 @@ pub fn train(
         return Err(TrainError::Label { label, classes });
     }
 
+    if let Some(shift) = &cfg.augment {
+        let [h, w, c] = shift.shape;
+        if h * w * c != train.dim {
+            return Err(TrainError::Shape {
+                expected: h * w * c,
+                found: train.dim,
+            });
+        }
+    }
     if let Some(node) = model.nodes.iter().find(|n| !trainable(&n.op)) {
         return Err(TrainError::Unsupported {
             node: node.name.clone(),
@@ -303,6 +348,8 @@ pub fn train(
     let loss_fn = cross_entropy(cfg.label_smoothing, &device);
     let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
     let mut order: Vec<usize> = (0..train.len()).collect();
+    // Its own stream, so that runs without augmentation shuffle exactly as before it existed.
+    let mut shift_rng = ChaCha8Rng::seed_from_u64(cfg.seed ^ 0x5348_4946_5421);
 
     let mut best = (f64::NEG_INFINITY, 0usize, model.clone());
     let mut history = Vec::new();
@@ -314,6 +361,14 @@ pub fn train(
             let mut xb = Vec::with_capacity(chunk.len() * train.dim);
             for &i in chunk {
                 xb.extend_from_slice(train.row(i));
+            }
+            if let Some(shift) = &cfg.augment {
+                let k = shift.max as i32;
+                for (dst, &i) in xb.chunks_mut(train.dim).zip(chunk) {
+                    let dy = shift_rng.random_range(-k..=k) as isize;
+                    let dx = shift_rng.random_range(-k..=k) as isize;
+                    shift.apply(train.row(i), dy, dx, dst);
+                }
             }
             let yb: Vec<i64> = chunk.iter().map(|&i| train.y[i] as i64).collect();
             let x = Tensor::<2>::from_data(TensorData::new(xb, [chunk.len(), train.dim]), &device);
