@@ -18,14 +18,15 @@ fn bonsai(args: &[&str]) -> (i32, String, String) {
 }
 
 fn synthesize_fails(data: &str, out: &Path, expect: &str) {
-    let (code, _, err) = bonsai(&[
-        "synthesize",
-        "--quiet",
-        "--data",
-        data,
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    synthesize_fails_with(&["--data", data], out, expect);
+}
+
+/// `bonsai synthesize --quiet ARGS --out OUT` fails with one line containing `expect`.
+fn synthesize_fails_with(args: &[&str], out: &Path, expect: &str) {
+    let mut argv = vec!["synthesize", "--quiet"];
+    argv.extend_from_slice(args);
+    argv.extend(["--out", out.to_str().unwrap()]);
+    let (code, _, err) = bonsai(&argv);
     assert_eq!(code, 2, "{err}");
     assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
     assert!(err.contains(expect), "expected {expect:?} in {err:?}");
@@ -112,41 +113,19 @@ fn unknown_dataset_and_bad_model_file() {
 #[test]
 fn label_smoothing_out_of_range() {
     let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("out");
-    let (code, _, err) = bonsai(&[
-        "synthesize",
-        "--quiet",
-        "--label-smoothing",
-        "1",
-        "--out",
-        out.to_str().unwrap(),
-    ]);
-    assert_eq!(code, 2, "{err}");
-    assert!(
-        err.contains("--label-smoothing must be in [0, 1), got 1"),
-        "{err}"
+    synthesize_fails_with(
+        &["--label-smoothing", "1"],
+        &dir.path().join("out"),
+        "--label-smoothing must be in [0, 1), got 1",
     );
-    assert!(!out.exists());
 }
 
 #[test]
 fn shift_augmentation_of_data_that_is_not_images() {
     let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("out");
-    let (code, _, err) = bonsai(&[
-        "synthesize",
-        "--quiet",
-        "--data",
-        "digits",
-        "--augment-shift",
-        "2",
-        "--out",
-        out.to_str().unwrap(),
-    ]);
-    assert_eq!(code, 2, "{err}");
-    assert!(
-        err.contains("--augment-shift") && err.contains("[64]"),
-        "{err}"
+    synthesize_fails_with(
+        &["--data", "digits", "--augment-shift", "2"],
+        &dir.path().join("out"),
+        "--augment-shift moves images; digits has samples of shape [64]",
     );
-    assert!(!out.exists());
 }

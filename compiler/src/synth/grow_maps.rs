@@ -177,14 +177,15 @@ fn grow_map(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::interp;
     use crate::synth::seed_file;
 
     /// A small LeNet: conv → pool → conv → pool → flatten → dense → dense, so one conv is read
     /// by a conv and the other by a Dense through Flatten.
-    fn tiny_cnn() -> Model {
+    /// A small CNN (conv, pool, conv, flatten, two Dense layers) on 10 x 10 images, 3 classes.
+    pub(crate) fn tiny_cnn() -> Model {
         let text = r#"
             name = "tiny-lenet"
             input = [10, 10, 1]

@@ -222,43 +222,14 @@ mod tests {
         }
     }
 
-    fn small_cnn() -> Model {
-        let text = r#"
-            name = "cnn"
-            input = [8, 8, 1]
-            [[layer]]
-            type = "conv"
-            filters = 3
-            kernel = 3
-            padding = "valid"
-            [[layer]]
-            type = "maxpool"
-            size = 2
-            [[layer]]
-            type = "flatten"
-            [[layer]]
-            type = "dense"
-            units = 6
-            activation = "relu"
-            [[layer]]
-            type = "dense"
-            units = "classes"
-        "#;
-        let spec = crate::synth::seed_file::parse(text, "cnn.toml").unwrap();
-        let data = crate::synth::seed_file::DataShape {
-            sample_shape: vec![8, 8, 1],
-            class_names: (0..4).map(|i| i.to_string()).collect(),
-            preprocess: Preprocess::identity(),
-        };
-        crate::synth::seed_file::build(&spec, "cnn.toml", &data, 5).unwrap()
-    }
-
     #[test]
     fn a_cnn_head_becomes_the_dag_and_its_features_stay() {
-        let m = small_cnn();
+        let m = crate::synth::grow_maps::tests::tiny_cnn();
         let first = head_start(&m);
         assert_eq!(m.nodes[first - 1].op.kind(), "Flatten");
-        let x: Vec<f32> = (0..64).map(|i| ((i * 7) % 11) as f32 / 5.0 - 1.0).collect();
+        let x: Vec<f32> = (0..100)
+            .map(|i| ((i * 7) % 11) as f32 / 5.0 - 1.0)
+            .collect();
         let want = interp::float::run(&m, &x).unwrap();
         let dag = to_dag(&m, first, true).unwrap();
         dag.validate().unwrap();
@@ -275,11 +246,16 @@ mod tests {
 
     #[test]
     fn a_net_without_a_dense_head_is_refused() {
-        let mut m = small_cnn();
-        m.nodes.truncate(3);
-        m.outputs = vec![m.nodes[2].output];
+        let mut m = crate::synth::grow_maps::tests::tiny_cnn();
+        let flatten = m
+            .nodes
+            .iter()
+            .position(|n| n.op.kind() == "Flatten")
+            .unwrap();
+        m.nodes.truncate(flatten + 1);
+        m.outputs = vec![m.nodes[flatten].output];
         let first = head_start(&m);
-        assert_eq!(first, 3);
+        assert_eq!(first, flatten + 1);
         let e = to_dag(&m, first, true).unwrap_err().to_string();
         assert!(e.contains("Flatten"), "{e}");
     }

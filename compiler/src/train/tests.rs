@@ -537,16 +537,21 @@ fn shapes(n: usize, seed: u64) -> Samples {
     Samples { x, y, dim: 25 }
 }
 
-#[test]
-fn augmentation_trains_and_is_refused_for_the_wrong_geometry() {
-    let cfg = TrainConfig {
+/// [`quick`] with one-pixel shifts of images of `shape`, background 0.
+fn shifted(shape: [usize; 3]) -> TrainConfig {
+    TrainConfig {
         augment: Some(Shift {
             max: 1,
-            shape: [5, 5, 1],
+            shape,
             fill: 0.0,
         }),
         ..quick()
-    };
+    }
+}
+
+#[test]
+fn augmentation_trains_and_is_refused_for_the_wrong_geometry() {
+    let cfg = shifted([5, 5, 1]);
     let names: Vec<String> = ["dot", "plus", "square"].map(String::from).to_vec();
     let seed = mlp("shapes", 25, &[8], names, Preprocess::identity(), 2);
     let mut m = seed.clone();
@@ -564,14 +569,7 @@ fn augmentation_trains_and_is_refused_for_the_wrong_geometry() {
     .unwrap();
     assert_ne!(plain, m);
 
-    let wrong = TrainConfig {
-        augment: Some(Shift {
-            max: 1,
-            shape: [2, 2, 1],
-            fill: 0.0,
-        }),
-        ..quick()
-    };
+    let wrong = shifted([2, 2, 1]);
     let e = train(
         &mut seed_model(2),
         &blobs(30, 1),
