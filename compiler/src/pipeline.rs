@@ -221,6 +221,12 @@ pub struct ScheduleArgs {
     /// size)^e of its weights, at least d (0: every layer alike).
     #[arg(long, default_value_t = crate::synth::prune::DEFAULT_LAYER_EXPONENT)]
     pub layer_exponent: f64,
+    /// NeST's partial-area convolution: share of each conv layer's output positions still
+    /// computed after the last pruning round (1: off). Each round shrinks the per-channel
+    /// rectangles geometrically toward it, dropping the edge lines whose outputs matter least
+    /// to the loss; outside its rectangle a channel outputs 0 and costs no MACs.
+    #[arg(long, default_value_t = 1.0)]
+    pub partial_area: f64,
     /// Multiplier of the seed's hidden widths (default 0.25 for scann-a, else 1).
     #[arg(long)]
     pub seed_width: Option<f64>,
@@ -298,6 +304,7 @@ impl SynthArgs {
                 reference_weights: None,
                 final_epochs: self.schedule.final_epochs,
                 layer_exponent: self.schedule.layer_exponent,
+                area_keep: checked_share("--partial-area", self.schedule.partial_area)?,
             },
             max_vectors: self.vectors,
             show_progress: !self.quiet,
@@ -694,6 +701,14 @@ fn checked_smoothing(a: f64) -> anyhow::Result<f64> {
         Ok(a)
     } else {
         anyhow::bail!("--label-smoothing must be in [0, 1), got {a}")
+    }
+}
+
+fn checked_share(flag: &str, a: f64) -> anyhow::Result<f64> {
+    if a > 0.0 && a <= 1.0 {
+        Ok(a)
+    } else {
+        anyhow::bail!("{flag} must be in (0, 1], got {a}")
     }
 }
 

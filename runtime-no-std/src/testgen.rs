@@ -16,9 +16,10 @@
 #![allow(clippy::result_large_err)]
 
 use crate::kernels::add::{add_s8_reference, AddParams};
+use crate::kernels::area::{zero_outside_areas_s8_reference, Area};
 use crate::kernels::conv2d::{conv2d_s8_reference, Conv2dParams};
 use crate::kernels::conv2d_sparse::{
-    conv2d_sparse_s8, conv2d_sparse_s8_reference, SparseConv2dParams,
+    conv2d_sparse_s8, conv2d_sparse_s8_in_areas, conv2d_sparse_s8_reference, SparseConv2dParams,
 };
 use crate::kernels::depthwise_conv2d::{
     depthwise_conv2d_s8, depthwise_conv2d_s8_reference, DepthwiseConv2dParams,
@@ -93,6 +94,7 @@ pub struct Scratch {
     multiplier: [i32; MAX_C],
     shift: [i32; MAX_C],
     channels: [ChannelQuant; MAX_C],
+    areas: [Area; MAX_C],
     fast: [i8; MAX_OUT],
     reference: [i8; MAX_OUT],
 }
@@ -113,6 +115,12 @@ impl Scratch {
             multiplier: [0; MAX_C],
             shift: [0; MAX_C],
             channels: [ChannelQuant::new(0, 0, 0); MAX_C],
+            areas: [Area {
+                y0: 0,
+                x0: 0,
+                y1: 0,
+                x1: 0,
+            }; MAX_C],
             fast: [0; MAX_OUT],
             reference: [0; MAX_OUT],
         }
@@ -619,6 +627,39 @@ pub fn check_conv2d_sparse(seed: u64, s: &mut Scratch) -> Result<CaseInfo, Misma
         conv2d_sparse_s8(&p, &s.input[..n_in], &mut s.fast[..n_out]);
         compare(
             "conv2d_sparse_s8",
+            seed,
+            Some(sh),
+            &s.fast[..n_out],
+            &s.reference[..n_out],
+        )?;
+        // Partial areas (some empty, some whole): the reference output with everything
+        // outside a channel's rectangle set to the output zero point.
+        for a in &mut s.areas[..sh.out_c] {
+            let (y0, y1) = (r.urange(0, sh.out_h), r.urange(0, sh.out_h));
+            let (x0, x1) = (r.urange(0, sh.out_w), r.urange(0, sh.out_w));
+            *a = Area {
+                y0: y0.min(y1) as u16,
+                x0: x0.min(x1) as u16,
+                y1: y0.max(y1) as u16,
+                x1: x0.max(x1) as u16,
+            };
+        }
+        zero_outside_areas_s8_reference(
+            &s.areas[..sh.out_c],
+            sh.out_h,
+            sh.out_w,
+            c.output_offset as i8,
+            &mut s.reference[..n_out],
+        );
+        s.fast[..n_out].fill(0x55);
+        conv2d_sparse_s8_in_areas(
+            &p,
+            &s.areas[..sh.out_c],
+            &s.input[..n_in],
+            &mut s.fast[..n_out],
+        );
+        compare(
+            "conv2d_sparse_s8_in_areas",
             seed,
             Some(sh),
             &s.fast[..n_out],

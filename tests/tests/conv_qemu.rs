@@ -2,21 +2,37 @@
 //! 5x5 50 → max pool 2 → flatten → fc 500 ReLU → fc 10) runs on the Cortex-M4 under QEMU
 //! byte-identical with the compiler's integer reference and with bonsai-rt on the host.
 //!
+//! The same model with partial-area convolutions (NeST: each channel computes a rectangle of its
+//! map, 0 elsewhere) runs byte-identical too: conv1 is stored dense (whole maps computed, then
+//! zeroed outside the rectangles), conv2 sparse (the kernel skips the positions outside).
+//!
 //! The weights are seeded pseudo-random and pruned, not trained: bit-exactness does not depend on
 //! accuracy, and building the model takes milliseconds instead of a training run. (Its own test
-//! binary, because the firmware crate's generated `model/` directory is shared state.)
+//! binary, and one test, because the firmware crate's generated `model/` directory is shared
+//! state.)
 
 mod common;
 
+use bonsai::ir::Model;
 use bonsai::lower::Storage;
-use common::{lenet5, Rng};
+use common::{lenet5, with_areas, Rng};
 use std::time::Duration;
 use xtask::{firmware, flow};
 
 #[test]
-fn sparse_lenet5_is_bit_exact_on_host_and_qemu_m4() {
-    let root = flow::root();
+fn sparse_lenet5_with_and_without_partial_areas_is_bit_exact_on_host_and_qemu_m4() {
     let float = lenet5();
+    let whole = check_on_qemu(&float, "sparse LeNet-5");
+    let areas = check_on_qemu(&with_areas(float), "sparse LeNet-5, partial areas");
+    // The sparse conv2 skips what lies outside its rectangles.
+    assert!(areas < whole, "{areas:.0} vs {whole:.0} instructions");
+}
+
+/// Quantizes `float`, lowers it (conv2 and fc1 sparse), and checks bonsai-rt on the host and
+/// the Cortex-M4 firmware under QEMU against the integer reference; returns the firmware's
+/// mean instructions per inference.
+fn check_on_qemu(float: &Model, what: &str) -> f64 {
+    let root = flow::root();
     // Calibration on pixel-like inputs in [0, 1], with blobs so that activations vary.
     let mut rng = Rng(7);
     let images: Vec<Vec<f32>> = (0..24)
@@ -26,7 +42,7 @@ fn sparse_lenet5_is_bit_exact_on_host_and_qemu_m4() {
                 .collect()
         })
         .collect();
-    let model = bonsai::quant::quantize(&float, &images[..16]).unwrap();
+    let model = bonsai::quant::quantize(float, &images[..16]).unwrap();
     let vectors: Vec<Vec<i8>> = images
         .iter()
         .map(|x| bonsai::quant::quantize_input(&model, x))
@@ -42,7 +58,8 @@ fn sparse_lenet5_is_bit_exact_on_host_and_qemu_m4() {
         .map(|l| (l.name.as_str(), l.storage))
         .collect();
     assert!(
-        storage.contains(&("conv2", Storage::Sparse))
+        storage.contains(&("conv1", Storage::Dense))
+            && storage.contains(&("conv2", Storage::Sparse))
             && storage.contains(&("fc1", Storage::Sparse)),
         "{storage:?}"
     );
@@ -64,8 +81,14 @@ fn sparse_lenet5_is_bit_exact_on_host_and_qemu_m4() {
     let run = flow::run_firmware(board, &elf, Duration::from_secs(300)).expect("run firmware");
     flow::compare("qemu-mps2-an386", &reference, &run.outputs).unwrap();
     let insns = flow::mean_insns(&run).unwrap();
+    // What the energy model predicts for it (printed for BENCHMARKS.md; not a pass criterion).
+    let work = bonsai::energy::model_work(&model, &lowered).unwrap();
+    let coeffs = bonsai::energy::Coefficients::builtin().unwrap();
+    let predicted =
+        bonsai::energy::predict_insns(&work, &coeffs, bonsai::energy::Target::Thumbv7em).unwrap();
     println!(
-        "sparse LeNet-5 on Cortex-M4: flash {} B, arena {} B (max-live {} B, naive {} B), {insns:.0} instructions per inference",
+        "{what} on Cortex-M4: flash {} B, arena {} B (max-live {} B, naive {} B), {insns:.0} instructions per inference (energy model: {predicted:.0})",
         elf.flash_bytes, lowered.arena_bytes, lowered.arena_max_live_bytes, lowered.arena_naive_bytes
     );
+    insns
 }

@@ -12,7 +12,7 @@
 mod common;
 
 use bonsai::ir::{Activation, Model, Preprocess};
-use common::{dense, lenet5, Rng};
+use common::{dense, lenet5, with_areas, Rng};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use xtask::{firmware, flow};
@@ -82,7 +82,9 @@ fn no_panic_path_survives_in_the_firmware() {
     firmware::ensure_targets().unwrap();
     let root = flow::root();
     let dir = tempfile::tempdir().unwrap();
-    for float in [mlp(), lenet5()] {
+    let mut partial = with_areas(lenet5());
+    partial.name = "lenet5-areas".into();
+    for float in [mlp(), lenet5(), partial] {
         let vectors = install(&root, &float, dir.path());
         for target in ["thumbv7em-none-eabihf", "thumbv6m-none-eabi"] {
             let out = build(&root, &vectors, target, false);
@@ -96,7 +98,7 @@ fn no_panic_path_survives_in_the_firmware() {
     }
     // Negative control (last model, Cortex-M4): checked arithmetic must break the link on the
     // proof's symbol.
-    let vectors = dir.path().join("lenet5.bin");
+    let vectors = dir.path().join("lenet5-areas.bin");
     let out = build(&root, &vectors, "thumbv7em-none-eabihf", true);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(

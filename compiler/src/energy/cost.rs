@@ -37,7 +37,7 @@
 use super::device::{Device, Target};
 use super::tables::{Coefficients, Mixes};
 use super::EnergyError;
-use crate::ir::{Model, Op};
+use crate::ir::{Conv2d, Model, Op};
 use crate::lower::{LoweredCrate, Storage};
 use serde::Serialize;
 
@@ -175,11 +175,12 @@ pub fn model_work(model: &Model, lowered: &LoweredCrate) -> Result<Vec<LayerWork
                                 node: node.name.clone(),
                                 msg: "the Conv2d node has no int8 weights".into(),
                             })?;
-                            conv_sparse_counts(&g, info.sparse_entries, &q.weight_q)
+                            conv_sparse_counts(&g, info.sparse_entries, &q.weight_q, c)
                         }
                     }
                 };
-                LayerWork {
+                let zeroing = c.area.is_some() && kernel != "conv_sparse";
+                let conv = LayerWork {
                     kernel,
                     counts,
                     params: c.weight.len() + c.bias.len(),
@@ -188,7 +189,24 @@ pub fn model_work(model: &Model, lowered: &LoweredCrate) -> Result<Vec<LayerWork
                     flash_bytes: info.weight_bytes,
                     sram_read_bytes: macs,
                     sram_write_bytes: out_len,
-                    ..base
+                    ..base.clone()
+                };
+                if zeroing {
+                    // A partial-area layer whose kernel computes whole maps: the generated code
+                    // then runs `zero_outside_areas_s8` over the output, a compare and a store
+                    // per element like `relu_s8`, whose coefficients stand in for it (it has no
+                    // microbenchmark of its own).
+                    out.push(conv);
+                    LayerWork {
+                        name: format!("{} (areas)", node.name),
+                        kernel: "relu",
+                        counts: vec![("call", 1.0), ("elem", out_len as f64)],
+                        sram_read_bytes: out_len,
+                        sram_write_bytes: out_len,
+                        ..base
+                    }
+                } else {
+                    conv
                 }
             }
             Op::MaxPool(p) | Op::AvgPool(p) => {
@@ -422,6 +440,31 @@ impl Windows {
     }
 }
 
+impl Windows {
+    /// Interior and border windows among the positions of `area` (None: the whole map), split
+    /// as in [`Windows::new`].
+    fn interior_border(&self, area: Option<crate::ir::Area>) -> (f64, f64) {
+        let Some(a) = area else {
+            return (self.interior, self.border);
+        };
+        let s = &self.shape;
+        // A window is interior when it lies wholly inside the input along both axes.
+        let whole = |o: usize, stride: usize, pad: usize, k: usize, size: usize| {
+            (o * stride)
+                .checked_sub(pad)
+                .is_some_and(|start| start + k <= size)
+        };
+        let rows = (a.y0..a.y1)
+            .filter(|&y| whole(y, s.stride_h, s.pad_top, s.kernel_h, s.in_h))
+            .count();
+        let cols = (a.x0..a.x1)
+            .filter(|&x| whole(x, s.stride_w, s.pad_left, s.kernel_w, s.in_w))
+            .count();
+        let interior = rows * cols;
+        (interior as f64, (a.len() - interior) as f64)
+    }
+}
+
 type Counts = Vec<(&'static str, f64)>;
 
 /// `conv2d_s8`: interior windows run dot products per filter (on thumbv7em SMLAD over 4-byte
@@ -467,31 +510,45 @@ fn conv_dense_counts(g: &Windows) -> (&'static str, Counts, usize) {
 /// `conv2d_sparse_s8`: every filter's delta-CSR entries once per output position, with the
 /// interior or the border inner loop; `cross` counts the segment crossings (the `while` that
 /// moves to the next kernel row), `⌊last column / segment⌋` per filter.
+///
+/// A partial-area layer (`conv2d_sparse_s8_in_areas`, same loops) runs a filter only at the
+/// positions inside its channel's rectangle; every channel still costs its `filt` visit (the
+/// rectangle test, or the zero point's store, in place of the requantization). Filler entries,
+/// which the IR does not place in a row, are spread over the rows like the nonzeros.
 fn conv_sparse_counts(
     g: &Windows,
     entries: usize,
     weight_q: &[i8],
+    c: &Conv2d,
 ) -> (&'static str, Counts, usize) {
     let seg = (g.kw * g.in_c).max(1);
     let k_len = g.kh * seg;
-    let crossings: usize = if k_len == 0 {
-        0
+    let rows: Vec<&[i8]> = if k_len == 0 {
+        Vec::new()
     } else {
-        weight_q
-            .chunks(k_len)
-            .map(|row| row.iter().rposition(|&w| w != 0).map_or(0, |c| c / seg))
-            .sum()
+        weight_q.chunks(k_len).collect()
     };
-    let e = entries as f64;
+    let nonzeros: usize = weight_q.iter().filter(|&&w| w != 0).count();
+    let per_entry = entries as f64 / nonzeros.max(1) as f64;
+    let (mut e_in, mut e_b, mut cross, mut macs) = (0.0, 0.0, 0.0, 0.0);
+    for (o, row) in rows.iter().enumerate() {
+        let (interior, border) = g.interior_border(c.area.as_ref().map(|a| a[o]));
+        let e = row.iter().filter(|&&w| w != 0).count() as f64 * per_entry;
+        let crossings = row.iter().rposition(|&w| w != 0).map_or(0, |c| c / seg) as f64;
+        e_in += interior * e;
+        e_b += border * e;
+        cross += (interior + border) * crossings;
+        macs += (interior + border) * e;
+    }
     let counts = vec![
         ("call", 1.0),
         ("pos", g.positions),
         ("filt", g.positions * g.out_c as f64),
-        ("entry_in", g.interior * e),
-        ("entry_b", g.border * e),
-        ("cross", g.positions * crossings as f64),
+        ("entry_in", e_in),
+        ("entry_b", e_b),
+        ("cross", cross),
     ];
-    ("conv_sparse", counts, (g.positions * e) as usize)
+    ("conv_sparse", counts, macs.round() as usize)
 }
 
 /// `depthwise_conv2d_s8`: per output channel, `kh` strided rows of `kw` taps in an interior

@@ -1,6 +1,6 @@
 //! Float reference: the IR's meaning in f32, one sample at a time.
 
-use super::window::{conv_taps, pool_taps};
+use super::window::{conv_taps, outside_area, pool_taps};
 use super::InterpError;
 use crate::ir::{Model, Op};
 
@@ -41,6 +41,7 @@ pub fn run_all(model: &Model, input: &[f32]) -> Result<Vec<Vec<f32>>, InterpErro
                     |o, i, w| y[o] += x[i] * c.weight[w],
                 );
                 y.iter_mut().for_each(|v| *v = c.activation.apply(*v));
+                outside_area(c, out_shape, |o| y[o] = 0.0);
                 y
             }
             Op::MaxPool(p) => {

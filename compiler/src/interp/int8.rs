@@ -2,7 +2,7 @@
 //! (`(x - zp_x)·w + b`, no folded biases, no clever loops) so that it is an independent check on
 //! `bonsai-rt`, which folds zero points into biases and will grow SIMD paths.
 
-use super::window::{conv_taps, pool_taps};
+use super::window::{conv_taps, outside_area, pool_taps};
 use super::InterpError;
 use crate::ir::{ActQuant, Model, Op, WeightQuant};
 use crate::quant::elementwise::{add_params, RequantParams};
@@ -90,7 +90,11 @@ pub(crate) fn run_all_with(
                     );
                     acc
                 });
-                requantize_all(&acc, c.out_channels, q, qin, qout, c.activation).map_err(err)?
+                let mut y = requantize_all(&acc, c.out_channels, q, qin, qout, c.activation)
+                    .map_err(err)?;
+                // Real 0, which asymmetric quantization represents exactly.
+                outside_area(c, out_shape, |o| y[o] = qout.zero_point as i8);
+                y
             }
             Op::MaxPool(p) => {
                 same_quant(qin, qout).map_err(err)?;

@@ -42,6 +42,24 @@ pub(crate) fn conv_taps(
     }
 }
 
+/// Calls `off(out_index)` for every output element of a convolution outside its channel's
+/// partial area (none when the convolution has no areas): the elements that are 0.
+pub(crate) fn outside_area(c: &Conv2d, out_shape: &[usize], mut off: impl FnMut(usize)) {
+    let Some(areas) = &c.area else {
+        return;
+    };
+    let (oh, ow, cout) = (out_shape[0], out_shape[1], out_shape[2]);
+    for oy in 0..oh {
+        for ox in 0..ow {
+            for (o, a) in areas.iter().enumerate().take(cout) {
+                if !a.contains(oy, ox) {
+                    off((oy * ow + ox) * cout + o);
+                }
+            }
+        }
+    }
+}
+
 /// Calls `visit(out_index, in_index)` for every output element of a pooling window over an
 /// `[H, W, C]` input and every input element of its window inside the image.
 pub(crate) fn pool_taps(

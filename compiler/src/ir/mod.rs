@@ -19,8 +19,14 @@ pub use validate::IrError;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
-/// Bumped whenever the meaning of a field changes; readers refuse other versions.
-pub const IR_VERSION: u32 = 1;
+/// Bumped whenever the meaning of a field changes or a field is added that an older reader
+/// would ignore to wrong effect; readers refuse versions they do not know.
+/// Version 2 added [`Conv2d::area`] (partial-area convolution).
+pub const IR_VERSION: u32 = 2;
+
+/// Older versions this build still reads: each is a subset of the current one (version 1
+/// has no conv areas), so such a file loads unchanged and is written back as the current version.
+const IR_VERSIONS_READ: [u32; 1] = [1];
 
 /// Index into [`Model::tensors`].
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -312,6 +318,43 @@ pub struct Conv2d {
     pub activation: Activation,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quant: Option<WeightQuant>,
+    /// NeST's partial-area convolution: per output channel, the rectangle of output positions
+    /// it computes; elsewhere that channel's output is exactly 0 (after the activation, so a
+    /// quantized model writes the output zero point and does no arithmetic there). None: every
+    /// channel computes its whole map.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub area: Option<Vec<Area>>,
+}
+
+/// Output rows `y0..y1` and columns `x0..x1` (half-open) of one channel of a convolution.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Area {
+    pub y0: usize,
+    pub x0: usize,
+    pub y1: usize,
+    pub x1: usize,
+}
+
+impl Area {
+    /// The whole `h x w` map.
+    pub fn full(h: usize, w: usize) -> Area {
+        Area {
+            y0: 0,
+            x0: 0,
+            y1: h,
+            x1: w,
+        }
+    }
+    pub fn contains(&self, y: usize, x: usize) -> bool {
+        (self.y0..self.y1).contains(&y) && (self.x0..self.x1).contains(&x)
+    }
+    /// Positions inside (0 when empty).
+    pub fn len(&self) -> usize {
+        self.y1.saturating_sub(self.y0) * self.x1.saturating_sub(self.x0)
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 fn one() -> usize {
@@ -344,6 +387,14 @@ impl Conv2d {
             bias,
             activation,
             quant: None,
+            area: None,
+        }
+    }
+    /// The area output channel `o` computes on an `h x w` output map.
+    pub fn area_of(&self, o: usize, h: usize, w: usize) -> Area {
+        match &self.area {
+            Some(a) => a[o],
+            None => Area::full(h, w),
         }
     }
     pub fn is_depthwise(&self) -> bool {
@@ -539,14 +590,18 @@ impl Model {
         let raw: serde_json::Value =
             serde_json::from_str(text).map_err(|e| IrError::Parse(e.to_string()))?;
         let version = raw.get("ir_version").and_then(|v| v.as_u64());
-        if version != Some(IR_VERSION as u64) {
+        let known = version.is_some_and(|v| {
+            v == IR_VERSION as u64 || IR_VERSIONS_READ.iter().any(|&old| v == old as u64)
+        });
+        if !known {
             return Err(IrError::Version {
                 found: version.map(|v| v.to_string()).unwrap_or("none".into()),
                 expected: IR_VERSION,
             });
         }
-        let model: Model =
+        let mut model: Model =
             serde_json::from_value(raw).map_err(|e| IrError::Parse(e.to_string()))?;
+        model.ir_version = IR_VERSION;
         model.validate()?;
         Ok(model)
     }

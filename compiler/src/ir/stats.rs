@@ -32,23 +32,32 @@ impl Model {
             .nodes
             .iter()
             .map(|n| {
-                // A weight is used once per output position: once for Dense, OH*OW times
-                // for a convolution filter.
-                let positions = match &n.op {
-                    Op::Conv2d(_) => {
-                        let s = &self.tensor(n.output).shape;
-                        s[0] * s[1]
-                    }
-                    _ => 1,
-                };
+                // A weight is used once per output position its channel computes: once for
+                // Dense, OH*OW times for a convolution filter (fewer with a partial area).
                 let (params_total, params_nonzero, macs_dense, macs) = match n.op.weights() {
                     Some(w) => {
                         let nz = w.mask.count_ones();
+                        let (positions, macs) = match &n.op {
+                            Op::Conv2d(c) => {
+                                let s = &self.tensor(n.output).shape;
+                                let fan = c.fan_in();
+                                let macs = (0..c.out_channels)
+                                    .map(|o| {
+                                        let live = (o * fan..(o + 1) * fan)
+                                            .filter(|&j| w.mask.get(j))
+                                            .count();
+                                        live * c.area_of(o, s[0], s[1]).len()
+                                    })
+                                    .sum();
+                                (s[0] * s[1], macs)
+                            }
+                            _ => (1, nz),
+                        };
                         (
                             w.weight.len() + w.bias.len(),
                             nz + w.bias.len(),
                             w.weight.len() * positions,
-                            nz * positions,
+                            macs,
                         )
                     }
                     None => (0, 0, 0, 0),

@@ -71,6 +71,58 @@ fn other_versions_are_refused() {
 }
 
 #[test]
+fn version_1_files_load_as_the_current_version() {
+    let mut v: serde_json::Value = serde_json::from_str(&tiny_cnn().to_json()).unwrap();
+    v["ir_version"] = 1.into();
+    let m = Model::from_json(&v.to_string()).unwrap();
+    assert_eq!(m.ir_version, IR_VERSION);
+    assert_eq!(m, tiny_cnn());
+}
+
+#[test]
+fn conv_areas_round_trip_and_bad_ones_are_refused() {
+    let m = tiny_cnn_with_areas();
+    assert_eq!(Model::from_json(&m.to_json()).unwrap(), m);
+    fn conv(m: &mut Model) -> &mut Vec<super::Area> {
+        match &mut m.nodes[0].op {
+            Op::Conv2d(c) => c.area.as_mut().unwrap(),
+            _ => unreachable!("tiny_cnn starts with conv1"),
+        }
+    }
+    let mut outside = m.clone();
+    conv(&mut outside)[1].x1 = 7;
+    let err = outside.validate().unwrap_err().to_string();
+    assert!(
+        err.contains("conv1") && err.contains("not inside its 6x6 output"),
+        "{err}"
+    );
+    let mut inverted = m.clone();
+    conv(&mut inverted)[2].y0 = 5;
+    conv(&mut inverted)[2].y1 = 4;
+    assert!(inverted.validate().is_err());
+    let mut short = m.clone();
+    conv(&mut short).pop();
+    let err = short.validate().unwrap_err().to_string();
+    assert!(err.contains("3 conv areas for 4 output channels"), "{err}");
+}
+
+#[test]
+fn partial_areas_cut_the_conv_macs() {
+    let (plain, areas) = (tiny_cnn().stats(), tiny_cnn_with_areas().stats());
+    assert_eq!(areas.params_nonzero, plain.params_nonzero);
+    assert!(areas.macs < plain.macs, "{} vs {}", areas.macs, plain.macs);
+    // conv1: channel o keeps its nonzero weights times its area's positions.
+    let m = tiny_cnn_with_areas();
+    let Op::Conv2d(c) = &m.nodes[0].op else {
+        unreachable!()
+    };
+    let want: usize = (0..4)
+        .map(|o| (o * 9..(o + 1) * 9).filter(|&j| c.mask.get(j)).count() * c.area_of(o, 6, 6).len())
+        .sum();
+    assert_eq!(areas.nodes[0].macs, want);
+}
+
+#[test]
 fn nodes_out_of_topological_order_are_refused() {
     let mut m = tiny_mlp();
     m.nodes.swap(0, 1);
@@ -123,6 +175,28 @@ fn multi_input_nodes_are_expressible() {
 /// A small LeNet-shaped CNN on a 6x6x1 image: conv 3x3 pad 1 (4 maps, ReLU) -> maxpool 2 ->
 /// depthwise 3x3 pad 1 (ReLU6) -> avgpool 3 (padding on one side) -> flatten -> dense 3.
 /// Weights are deterministic and some are pruned (mask off, weight 0).
+/// tiny_cnn with partial areas on both convolutions (one channel's area empty).
+pub(crate) fn tiny_cnn_with_areas() -> Model {
+    use crate::ir::Area;
+    let mut m = tiny_cnn();
+    for k in 0..m.nodes.len() {
+        let s = m.tensor(m.nodes[k].output).shape.clone();
+        if let Op::Conv2d(c) = &mut m.nodes[k].op {
+            let areas = (0..c.out_channels)
+                .map(|o| Area {
+                    y0: o % 2,
+                    x0: (o + 1) % 2,
+                    y1: if o == 3 { o % 2 } else { s[0] - o / 2 },
+                    x1: s[1],
+                })
+                .collect();
+            c.area = Some(areas);
+        }
+    }
+    m.validate().unwrap();
+    m
+}
+
 pub(crate) fn tiny_cnn() -> Model {
     use super::{Conv2d, Pool};
     let mut m = Model::with_input("tiny-cnn", vec![6, 6, 1], Preprocess::identity(), vec![]);

@@ -157,6 +157,7 @@ impl Model {
                     ));
                 }
                 check_weights(name, &node.op)?;
+                check_area(name, c, &out)?;
             }
             Op::MaxPool(p) | Op::AvgPool(p) => {
                 arity(1)?;
@@ -211,6 +212,32 @@ impl Model {
         }
         Ok(())
     }
+}
+
+/// One area per output channel, each inside the `[OH, OW, C]` output map.
+fn check_area(name: &str, c: &super::Conv2d, out: &[usize]) -> Result<(), IrError> {
+    let Some(areas) = &c.area else {
+        return Ok(());
+    };
+    if areas.len() != c.out_channels {
+        return invalid(format!(
+            "node {name:?}: {} conv areas for {} output channels",
+            areas.len(),
+            c.out_channels
+        ));
+    }
+    let (h, w) = (out[0], out[1]);
+    if let Some((o, a)) = areas
+        .iter()
+        .enumerate()
+        .find(|(_, a)| a.y0 > a.y1 || a.x0 > a.x1 || a.y1 > h || a.x1 > w)
+    {
+        return invalid(format!(
+            "node {name:?}: channel {o}'s area rows {}..{} columns {}..{} is not inside its {h}x{w} output",
+            a.y0, a.y1, a.x0, a.x1
+        ));
+    }
+    Ok(())
 }
 
 /// Parameter lengths, the dormant-is-zero invariant and the int8 range of a weighted node.

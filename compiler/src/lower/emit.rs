@@ -334,16 +334,16 @@ pub(super) fn lib_rs(model: &Model, plan: &Plan, crate_name: &str) -> String {
     s.push_str("use bonsai_rt::kernels::argmax::argmax_s8;\n");
     let mut kernels: Vec<String> = code_steps()
         .filter_map(|st| match &st.kind {
-            StepKind::Dense(d) => {
-                let f = kernel_fn(d);
-                Some(format!("{}::{f}", f.trim_end_matches("_s8")))
-            }
+            StepKind::Dense(d) => Some(kernel_import(d)),
             StepKind::Pool { max: true, .. } => Some("pooling::max_pool_s8".into()),
             StepKind::Pool { max: false, .. } => Some("pooling::avg_pool_s8".into()),
             StepKind::Add(_) => Some("add::add_s8".into()),
             _ => None,
         })
         .collect();
+    if code_steps().any(|st| matches!(&st.kind, StepKind::Dense(d) if zeroes_outside_areas(d))) {
+        kernels.push("area::zero_outside_areas_s8".into());
+    }
     kernels.sort();
     kernels.dedup();
     for k in &kernels {
@@ -563,12 +563,23 @@ fn emit_step(s: &mut String, step: &Step) {
             )
             .unwrap();
             let kernel = kernel_fn(d);
-            writeln!(
-                s,
-                "    {{\n{prelude}        {kernel}(&weights::LAYER{}, {}, {out});\n    }}",
-                step.index, inputs[0]
-            )
-            .unwrap();
+            let i = step.index;
+            let call = if kernel_fn(d).ends_with("_in_areas") {
+                format!(
+                    "{kernel}(&weights::LAYER{i}, &weights::AREAS{i}, {}, {out});",
+                    inputs[0]
+                )
+            } else {
+                format!("{kernel}(&weights::LAYER{i}, {}, {out});", inputs[0])
+            };
+            let zero = match (&d.kind, zeroes_outside_areas(d)) {
+                (LayerKind::Conv(g) | LayerKind::Depthwise(g), true) => format!(
+                    "\n        zero_outside_areas_s8(&weights::AREAS{i}, {}, {}, {out});",
+                    g.out_w, d.output_offset
+                ),
+                _ => String::new(),
+            };
+            writeln!(s, "    {{\n{prelude}        {call}{zero}\n    }}").unwrap();
         }
         StepKind::Relu { zero_point } => {
             let in_place = step.inputs[0].place == step.output.place;
@@ -639,13 +650,27 @@ fn emit_step(s: &mut String, step: &Step) {
 
 /// The bonsai-rt function a weighted layer calls.
 fn kernel_fn(d: &WeightedLayer) -> &'static str {
-    match (d.kind, d.storage()) {
-        (LayerKind::Dense, Storage::Dense) => "fully_connected_s8",
-        (LayerKind::Dense, Storage::Sparse) => "fully_connected_sparse_s8",
-        (LayerKind::Conv(_), Storage::Dense) => "conv2d_s8",
-        (LayerKind::Conv(_), Storage::Sparse) => "conv2d_sparse_s8",
-        (LayerKind::Depthwise(_), _) => "depthwise_conv2d_s8",
+    match (d.kind, d.storage(), d.areas.is_some()) {
+        (LayerKind::Dense, Storage::Dense, _) => "fully_connected_s8",
+        (LayerKind::Dense, Storage::Sparse, _) => "fully_connected_sparse_s8",
+        (LayerKind::Conv(_), Storage::Dense, _) => "conv2d_s8",
+        (LayerKind::Conv(_), Storage::Sparse, false) => "conv2d_sparse_s8",
+        (LayerKind::Conv(_), Storage::Sparse, true) => "conv2d_sparse_s8_in_areas",
+        (LayerKind::Depthwise(_), ..) => "depthwise_conv2d_s8",
     }
+}
+
+/// `module::function` of [`kernel_fn`] under `bonsai_rt::kernels`.
+fn kernel_import(d: &WeightedLayer) -> String {
+    let f = kernel_fn(d);
+    let module = f.trim_end_matches("_in_areas").trim_end_matches("_s8");
+    format!("{module}::{f}")
+}
+
+/// A partial-area layer whose kernel computes whole maps: the generated code overwrites what
+/// lies outside the areas afterwards (only the sparse convolution skips those positions).
+fn zeroes_outside_areas(d: &WeightedLayer) -> bool {
+    d.areas.is_some() && !kernel_fn(d).ends_with("_in_areas")
 }
 
 /// "Dense 784 -> 300 + ReLU", "Conv2d 5x5/1 28x28x1 -> 24x24x20", ...
@@ -711,6 +736,9 @@ pub(super) fn weights_rs(model: &Model, plan: &Plan) -> String {
                 if d.kind != LayerKind::Dense {
                     types.push("shape::Shape2d");
                 }
+                if d.areas.is_some() {
+                    types.push("area::Area");
+                }
             }
             StepKind::Pool { .. } => types.extend(["pooling::PoolParams", "shape::Shape2d"]),
             StepKind::Add(_) => types.push("add::AddParams"),
@@ -724,10 +752,15 @@ pub(super) fn weights_rs(model: &Model, plan: &Plan) -> String {
     }
     for step in &plan.steps {
         match &step.kind {
-            StepKind::Dense(d) => match d.storage() {
-                Storage::Dense => emit_layer(&mut s, step, d),
-                Storage::Sparse => emit_sparse_layer(&mut s, step, d),
-            },
+            StepKind::Dense(d) => {
+                match d.storage() {
+                    Storage::Dense => emit_layer(&mut s, step, d),
+                    Storage::Sparse => emit_sparse_layer(&mut s, step, d),
+                }
+                if let Some(areas) = &d.areas {
+                    emit_areas(&mut s, step, areas);
+                }
+            }
             StepKind::Pool { geom, .. } => writeln!(
                 s,
                 "\n/// Node {}, `{}`: {}; output shares the input's quantization.\n\
@@ -779,6 +812,29 @@ pub(super) fn weights_rs(model: &Model, plan: &Plan) -> String {
         }
     }
     s
+}
+
+/// A partial-area convolution's rectangles, one per output channel.
+fn emit_areas(s: &mut String, step: &Step, areas: &[crate::ir::Area]) {
+    writeln!(
+        s,
+        "\n/// Node {}, `{}`: the output rectangle each channel computes (0 outside).\n\
+         pub(crate) static AREAS{}: [Area; {}] = [",
+        step.index,
+        doc_text(&step.name),
+        step.index,
+        areas.len()
+    )
+    .unwrap();
+    for a in areas {
+        writeln!(
+            s,
+            "    Area {{ y0: {}, x0: {}, y1: {}, x1: {} }},",
+            a.y0, a.x0, a.y1, a.x1
+        )
+        .unwrap();
+    }
+    s.push_str("];\n");
 }
 
 /// "dense" or "sparse, E entries" (with the fillers among them, if any).

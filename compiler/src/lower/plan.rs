@@ -105,6 +105,8 @@ pub(super) struct WeightedLayer {
     /// The storage chosen for `weights`, its sparse encoding and the figures behind the choice
     /// (boxed: it is large next to the other step kinds).
     pub choice: Box<Choice>,
+    /// A partial-area convolution's per-channel output rectangles (None: whole maps).
+    pub areas: Option<Vec<crate::ir::Area>>,
 }
 
 impl WeightedLayer {
@@ -393,7 +395,19 @@ fn check_ops(model: &Model) -> Result<(), LowerError> {
             })
         };
         match &node.op {
-            Op::Dense(_) | Op::Conv2d(_) | Op::Concat => {}
+            Op::Conv2d(c) => {
+                // bonsai-rt keeps area corners as u16 (maps are far smaller on a device).
+                let shape = &model.tensor(node.output).shape;
+                if c.area.is_some() && shape[0].max(shape[1]) > u16::MAX as usize {
+                    return unsupported(format!(
+                        "a partial-area convolution's output map ({}x{}) must be at most {} on a side",
+                        shape[0],
+                        shape[1],
+                        u16::MAX
+                    ));
+                }
+            }
+            Op::Dense(_) | Op::Concat => {}
             Op::Add if node.inputs.len() != 2 => {
                 return unsupported(format!(
                     "int8 Add takes two inputs, this one has {}",
@@ -542,5 +556,9 @@ fn weighted_layer(
         qin,
         qout,
         choice: Box::new(choice),
+        areas: match op {
+            Op::Conv2d(c) => c.area.clone(),
+            _ => None,
+        },
     })
 }

@@ -62,7 +62,8 @@ pub fn export_float(model: &Model) -> Result<Vec<u8>, OnnxError> {
                     &ohwi_to_oihw(&c.weight, c),
                 );
                 let b = g.init_f32(&format!("{}.bias", node.name), &[c.out_channels], &c.bias);
-                g.conv_act(&node.name, &x, &w, &b, c, &out);
+                let out_shape = &model.tensor(node.output).shape;
+                g.conv_act_area(&node.name, [&x, &w, &b], c, out_shape, &out);
             }
             Op::MaxPool(p) | Op::AvgPool(p) => {
                 let x = values.nchw(&mut g, node.inputs[0]);
@@ -386,7 +387,8 @@ fn export_qdq(model: &Model, io: Io) -> Result<Vec<u8>, OnnxError> {
                 let q = c.quant.as_ref().expect("checked by is_quantized");
                 let wq = ohwi_to_oihw(&q.weight_q, c);
                 let (w, b) = dequantized_params(&mut g, &node.name, &oihw_dims(c), &wq, q, s_in);
-                g.conv_act(&node.name, &x, &w, &b, c, &pre);
+                let out_shape = &model.tensor(node.output).shape;
+                g.conv_act_area(&node.name, [&x, &w, &b], c, out_shape, &pre);
             }
             Op::MaxPool(p) | Op::AvgPool(p) => {
                 let x = f_values.nchw(&mut g, node.inputs[0]);
@@ -632,6 +634,34 @@ impl GraphBuilder {
                 self.relu6(&format!("{name}.relu6"), &conv, out);
             }
         }
+    }
+
+    /// [`Self::conv_act`], then for a partial-area convolution a `Mul` by its constant 0/1
+    /// mask (`[1, C, OH, OW]`): each channel's output is exactly 0 outside its rectangle, as
+    /// the IR defines it, and a QDQ graph quantizes that 0 to the zero point.
+    fn conv_act_area(
+        &mut self,
+        name: &str,
+        [x, w, b]: [&str; 3],
+        c: &Conv2d,
+        out_shape: &[usize],
+        out: &str,
+    ) {
+        if c.area.is_none() {
+            return self.conv_act(name, x, w, b, c, out);
+        }
+        let (oh, ow) = (out_shape[0], out_shape[1]);
+        let full = self.unique(&format!("{name}.whole"));
+        self.conv_act(name, x, w, b, c, &full);
+        let mut mask = vec![0f32; c.out_channels * oh * ow];
+        for o in 0..c.out_channels {
+            let a = c.area_of(o, oh, ow);
+            for y in a.y0..a.y1 {
+                mask[(o * oh + y) * ow + a.x0..(o * oh + y) * ow + a.x1].fill(1.0);
+            }
+        }
+        let m = self.init_f32(&format!("{name}.area"), &[1, c.out_channels, oh, ow], &mask);
+        self.node("Mul", &format!("{name}.area_mul"), &[full, m], out, vec![]);
     }
 
     /// `MaxPool` (padding never wins) or `AveragePool` with `count_include_pad=0` (padding not

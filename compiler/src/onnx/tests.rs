@@ -1,6 +1,6 @@
 use super::*;
 use crate::interp;
-use crate::ir::tests::{tiny_cnn, tiny_mlp};
+use crate::ir::tests::{tiny_cnn, tiny_cnn_with_areas, tiny_mlp};
 use crate::ir::{Activation, Dense, Mask, Model, Op, Preprocess, WeightQuant, IR_VERSION};
 use crate::quant;
 use crate::train::tests::strided_cnn;
@@ -435,7 +435,20 @@ fn fake_quant_run(q: &Model, x: &[f32]) -> Vec<f32> {
                         }
                     },
                 );
-                acc.into_iter().map(|v| c.activation.apply(v)).collect()
+                // Outside its partial area a channel is 0.
+                let ow = out_shape[1];
+                acc.into_iter()
+                    .enumerate()
+                    .map(|(i, v)| {
+                        let (pos, o) = (i / cout, i % cout);
+                        let inside = c.area_of(o, out_shape[0], ow).contains(pos / ow, pos % ow);
+                        if inside {
+                            c.activation.apply(v)
+                        } else {
+                            0.0
+                        }
+                    })
+                    .collect()
             }
             Op::MaxPool(p) | Op::AvgPool(p) => {
                 let (in_shape, out_shape) = (
@@ -651,6 +664,31 @@ fn float_cnn_whose_output_is_an_image_is_flattened_in_hwc_order() {
     let mut rng = ChaCha8Rng::seed_from_u64(14);
     let inputs = random_inputs(&mut rng, 8, 36, 2.0);
     check_float(&m, &inputs);
+}
+
+#[test]
+fn partial_area_cnn_matches_reference_in_float_and_int8() {
+    let m = tiny_cnn_with_areas();
+    let mut rng = ChaCha8Rng::seed_from_u64(18);
+    let inputs = random_inputs(&mut rng, 16, 36, 2.0);
+    let d = check_float(&m, &inputs);
+    eprintln!("tiny_cnn with areas float: max |diff| {d:e}");
+    // The areas change the function: the same inputs give other outputs without them.
+    let plain = crate::interp::float::run(&tiny_cnn(), &inputs[0]).unwrap();
+    assert_ne!(crate::interp::float::run(&m, &inputs[0]).unwrap(), plain);
+    let calib = random_inputs(&mut rng, 128, 36, 2.0);
+    let q = hand_quantize(&m, &calib);
+    let bytes = export_int8(&q).unwrap();
+    let got: Vec<Vec<f32>> = run_tract(&bytes, &inputs, m.output_len());
+    let s_out = q.tensor(q.outputs[0]).quant.unwrap().scale;
+    for (x, y) in inputs.iter().zip(&got) {
+        for (&a, &b) in y.iter().zip(&fake_quant_run(&q, x)) {
+            assert!(
+                (a - b).abs() / s_out <= 1.0 + 1e-3,
+                "tract {a} vs fake-quant {b}"
+            );
+        }
+    }
 }
 
 /// Within one LSB everywhere. Exactness is lower with the average pool: runtimes average the

@@ -2,6 +2,7 @@
 //! NeST connection and neuron growth, SCANN's cross-layer DAGs and input reduction, dead-unit
 //! removal, and the schedules that combine them.
 
+pub mod area;
 pub mod grow;
 pub mod grow_maps;
 pub mod nest;

@@ -11,7 +11,7 @@
 
 use super::grow::{self, NeuronGrowth};
 use super::grow_maps::{self, MapGrowth};
-use super::{nest, prune, scann, surgery};
+use super::{area, nest, prune, scann, surgery};
 use crate::ir::Model;
 use crate::train::{self, EpochLog, Samples, TrainConfig, TrainError};
 
@@ -107,6 +107,9 @@ pub struct Schedule {
     pub final_epochs: usize,
     /// Exponent of the per-layer density rule ([`prune::layer_densities_with`]).
     pub layer_exponent: f64,
+    /// Partial-area convolution ([`area`]): share of each conv layer's output positions kept
+    /// after the last round, reached geometrically over the rounds (1: off).
+    pub area_keep: f64,
 }
 
 impl Schedule {
@@ -152,6 +155,7 @@ impl Default for Schedule {
             reference_weights: None,
             final_epochs: 0,
             layer_exponent: prune::DEFAULT_LAYER_EXPONENT,
+            area_keep: 1.0,
         }
     }
 }
@@ -364,6 +368,16 @@ impl<L: FnMut(String), E: FnMut(&EpochLog)> Run<'_, L, E> {
                     s.neurons.batches,
                 );
                 nest::regrow(model, &grads, regrow / (1.0 - regrow));
+            }
+            if s.area_keep < 1.0 {
+                let imp = train::area_importance(
+                    model,
+                    self.train_s,
+                    s.neurons.batch_size,
+                    s.neurons.batches,
+                );
+                let keep = s.area_keep.powf(r as f64 / rounds as f64);
+                area::shrink_areas(model, &imp, keep);
             }
             let dead = surgery::remove_dead(model);
             let retrain = TrainConfig {

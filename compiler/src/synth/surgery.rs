@@ -401,11 +401,16 @@ fn remove_dead_filters(model: &mut Model, k: usize) -> usize {
             if cr.relu {
                 v = v.max(0.0);
             }
+            // The channel's output is the constant v only where it computes: a partial area
+            // makes it v inside and 0 outside, which no bias can stand in for.
+            let out = &model.tensor(model.nodes[k].output).shape;
+            let whole = c.area_of(o, out[0], out[1]) == crate::ir::Area::full(out[0], out[1]);
             let exact = v == 0.0
-                || cr
-                    .readers
-                    .iter()
-                    .all(|r| !matches!(r, ConvReader::Conv { padded: true, .. }));
+                || (whole
+                    && cr
+                        .readers
+                        .iter()
+                        .all(|r| !matches!(r, ConvReader::Conv { padded: true, .. })));
             if !exact {
                 continue;
             }
@@ -472,6 +477,9 @@ fn remove_filter(model: &mut Model, k: usize, readers: &[ConvReader], o: usize) 
     m.drain(o * fan..(o + 1) * fan);
     c.mask = Mask::from_bools(m);
     c.bias.remove(o);
+    if let Some(a) = &mut c.area {
+        a.remove(o);
+    }
     c.out_channels -= 1;
     refresh_shapes(model);
 }
@@ -521,7 +529,12 @@ pub(crate) fn add_filter(
             }
         }
     }
+    let out = model.tensor(model.nodes[k].output).shape.clone();
     let c = conv_mut(model, k);
+    if let Some(a) = &mut c.area {
+        // A new map starts computing everywhere; area pruning may shrink it later.
+        a.push(crate::ir::Area::full(out[0], out[1]));
+    }
     c.weight.extend_from_slice(weight);
     let mut m = c.mask.as_slice().to_vec();
     m.extend_from_slice(mask);

@@ -453,16 +453,7 @@ pub fn weight_gradients(
         .step_by(batch_size.max(1))
         .take(max_batches)
     {
-        let end = (start + batch_size).min(samples.len());
-        let x = Tensor::<2>::from_data(
-            TensorData::new(
-                samples.x[start * samples.dim..end * samples.dim].to_vec(),
-                [end - start, samples.dim],
-            ),
-            &device,
-        );
-        let y: Vec<i64> = samples.y[start..end].iter().map(|&l| l as i64).collect();
-        let y = Tensor::<1, Int>::from_data(TensorData::new(y, [end - start]), &device);
+        let (x, y) = batch(samples, start, batch_size, &device);
         let probes: Vec<LayerTensor> = weighted
             .iter()
             .map(|op| match op {
@@ -497,6 +488,86 @@ pub fn weight_gradients(
         batches += 1;
     }
     for s in &mut sums {
+        s.iter_mut().for_each(|v| *v /= batches.max(1) as f32);
+    }
+    sums
+}
+
+/// Samples `start..start + batch_size` (clipped) as a batch.
+fn batch(
+    samples: &Samples,
+    start: usize,
+    batch_size: usize,
+    device: &Device,
+) -> (Tensor<2>, Tensor<1, Int>) {
+    let end = (start + batch_size).min(samples.len());
+    let x = Tensor::<2>::from_data(
+        TensorData::new(
+            samples.x[start * samples.dim..end * samples.dim].to_vec(),
+            [end - start, samples.dim],
+        ),
+        device,
+    );
+    let y: Vec<i64> = samples.y[start..end].iter().map(|&l| l as i64).collect();
+    let y = Tensor::<1, Int>::from_data(TensorData::new(y, [end - start]), device);
+    (x, y)
+}
+
+/// Per weighted node, for each Conv2d (None for Dense), the importance of every output
+/// position of every channel, `[C][OH][OW]` channel-major: the mean over batches of
+/// `|Σ_batch y·∂L/∂y|`, the first-order change of the (unsmoothed) loss if that output were
+/// zeroed (Molchanov et al.'s Taylor criterion, per position instead of per map). 0 outside a
+/// channel's current area, where the output already is 0.
+pub fn area_importance(
+    model: &Model,
+    samples: &Samples,
+    batch_size: usize,
+    max_batches: usize,
+) -> Vec<Option<Vec<f32>>> {
+    let device = Device::flex().autodiff();
+    let (net, masks) = Net::from_model(model, &device);
+    let loss_fn = cross_entropy(0.0, &device);
+    let conv_shapes: Vec<Option<[usize; 4]>> = model
+        .nodes
+        .iter()
+        .filter(|n| n.op.weights().is_some())
+        .map(|n| match &n.op {
+            Op::Conv2d(c) => {
+                let s = &model.tensor(n.output).shape;
+                Some([1, c.out_channels, s[0], s[1]])
+            }
+            _ => None,
+        })
+        .collect();
+    let mut sums: Vec<Option<Vec<f32>>> = conv_shapes
+        .iter()
+        .map(|s| s.map(|d| vec![0.0; d.iter().product()]))
+        .collect();
+    let mut batches = 0;
+    for start in (0..samples.len())
+        .step_by(batch_size.max(1))
+        .take(max_batches)
+    {
+        let (x, y) = batch(samples, start, batch_size, &device);
+        let gates: Vec<Option<Tensor<4>>> = conv_shapes
+            .iter()
+            .map(|s| s.map(|d| Tensor::<4>::ones(d, &device).require_grad()))
+            .collect();
+        let logits = net.forward_gated(model, &masks, x, None, Some(&gates));
+        let grads = loss_fn.forward(logits, y).backward();
+        for (sum, gate) in sums.iter_mut().zip(&gates) {
+            let (Some(sum), Some(gate)) = (sum, gate) else {
+                continue;
+            };
+            let g = gate.grad(&grads).expect("gate is part of the graph");
+            let g = g.into_data().try_to_vec::<f32>().expect("f32 gradient");
+            for (s, v) in sum.iter_mut().zip(g) {
+                *s += v.abs();
+            }
+        }
+        batches += 1;
+    }
+    for s in sums.iter_mut().flatten() {
         s.iter_mut().for_each(|v| *v /= batches.max(1) as f32);
     }
     sums

@@ -42,7 +42,33 @@ pub enum LayerTensor {
 /// Adam for every call, whose moments at a position that only ever saw a zero gradient stay
 /// zero, so its update there is exactly zero. Growth and pruning change masks only between
 /// `train` calls, so every grown or pruned position starts the next call with reset moments.
-pub struct Masks(pub Vec<Option<LayerTensor>>);
+///
+/// `areas` holds, per weighted node, the partial-area gate of a convolution that has areas
+/// (`[1, C, OH, OW]`, 1 inside a channel's area, 0 outside), multiplied into its activated
+/// output: the IR's "0 outside the area", with no gradient reaching the weights from there.
+pub struct Masks {
+    pub weights: Vec<Option<LayerTensor>>,
+    pub areas: Vec<Option<Tensor<4>>>,
+}
+
+/// The `[1, C, OH, OW]` 0/1 gate of a convolution's areas (None when it has none).
+fn area_gate(c: &Conv2d, out_shape: &[usize], device: &Device) -> Option<Tensor<4>> {
+    c.area.as_ref()?;
+    let (oh, ow) = (out_shape[0], out_shape[1]);
+    let mut g = vec![0f32; c.out_channels * oh * ow];
+    for o in 0..c.out_channels {
+        let a = c.area_of(o, oh, ow);
+        for y in a.y0..a.y1 {
+            for x in a.x0..a.x1 {
+                g[(o * oh + y) * ow + x] = 1.0;
+            }
+        }
+    }
+    Some(Tensor::from_data(
+        TensorData::new(g, [1, c.out_channels, oh, ow]),
+        device,
+    ))
+}
 
 /// An activation inside the net: flat `[n, len]` or an image `[n, C, H, W]`.
 #[derive(Clone)]
@@ -205,6 +231,7 @@ impl Net {
         let mut conv = Vec::new();
         let mut biases = Vec::new();
         let mut masks = Vec::new();
+        let mut areas = Vec::new();
         for node in &model.nodes {
             let Some(lw) = node.op.weights() else {
                 continue;
@@ -220,6 +247,10 @@ impl Net {
                 let m: Vec<f32> = lw.mask.as_slice().iter().map(|&b| b as u8 as f32).collect();
                 to_net_layout(&node.op, &m, device)
             }));
+            areas.push(match &node.op {
+                Op::Conv2d(c) => area_gate(c, &model.tensor(node.output).shape, device),
+                _ => None,
+            });
         }
         (
             Net {
@@ -227,7 +258,10 @@ impl Net {
                 conv,
                 biases,
             },
-            Masks(masks),
+            Masks {
+                weights: masks,
+                areas,
+            },
         )
     }
 
@@ -277,6 +311,21 @@ impl Net {
         x: Tensor<2>,
         probes: Option<&[LayerTensor]>,
     ) -> Tensor<2> {
+        self.forward_gated(model, masks, x, probes, None)
+    }
+
+    /// As [`Net::forward_probed`], with `gates[k]` (ones of the k-th weighted node's conv
+    /// output shape, `[1, C, OH, OW]`, requiring a gradient) multiplied into that conv's
+    /// output: the gradient at a gate is `Σ_batch y·∂L/∂y` per position, the first-order loss
+    /// change of zeroing it, which partial-area pruning ranks positions by.
+    pub fn forward_gated(
+        &self,
+        model: &Model,
+        masks: &Masks,
+        x: Tensor<2>,
+        probes: Option<&[LayerTensor]>,
+        gates: Option<&[Option<Tensor<4>>]>,
+    ) -> Tensor<2> {
         let mut values: Vec<Option<Value>> = vec![None; model.tensors.len()];
         values[model.inputs[0].0] = Some(Value::Flat(x));
         let get = |values: &Vec<Option<Value>>, id: TensorId| {
@@ -291,7 +340,7 @@ impl Net {
                 Op::Dense(d) => {
                     let mut w = self.dense[kd].val();
                     kd += 1;
-                    if let Some(LayerTensor::Dense(m)) = &masks.0[k] {
+                    if let Some(LayerTensor::Dense(m)) = &masks.weights[k] {
                         w = w * m.clone();
                     }
                     if let Some(LayerTensor::Dense(p)) = probes.map(|p| &p[k]) {
@@ -304,7 +353,7 @@ impl Net {
                 Op::Conv2d(c) => {
                     let mut w = self.conv[kc].val();
                     kc += 1;
-                    if let Some(LayerTensor::Conv(m)) = &masks.0[k] {
+                    if let Some(LayerTensor::Conv(m)) = &masks.weights[k] {
                         w = w * m.clone();
                     }
                     if let Some(LayerTensor::Conv(p)) = probes.map(|p| &p[k]) {
@@ -317,9 +366,16 @@ impl Net {
                         [1, 1],
                         c.groups,
                     );
-                    let y = conv2d(x, w, Some(self.biases[k].val()), opts);
+                    let mut y =
+                        activate(conv2d(x, w, Some(self.biases[k].val()), opts), c.activation);
+                    if let Some(a) = &masks.areas[k] {
+                        y = y * a.clone();
+                    }
+                    if let Some(Some(g)) = gates.map(|g| &g[k]) {
+                        y = y * g.clone();
+                    }
                     k += 1;
-                    Value::Image(activate(y, c.activation))
+                    Value::Image(y)
                 }
                 Op::MaxPool(p) => {
                     let x = input.image(&model.tensor(node.inputs[0]).shape);

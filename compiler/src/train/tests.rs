@@ -325,7 +325,42 @@ fn conv_net_forward_matches_float_reference() {
     let m = strided_cnn();
     let d2 = max_forward_diff(&m, &random_samples(20, 128, 2));
     assert!(d2 < 1e-4, "strided_cnn: max |diff| {d2}");
-    eprintln!("net vs interp::float: tiny_cnn {d:e}, strided_cnn {d2:e}");
+    let m = crate::ir::tests::tiny_cnn_with_areas();
+    let d3 = max_forward_diff(&m, &random_samples(20, 36, 3));
+    assert!(d3 < 1e-4, "tiny_cnn with areas: max |diff| {d3}");
+    eprintln!("net vs interp::float: tiny_cnn {d:e}, strided_cnn {d2:e}, with areas {d3:e}");
+}
+
+#[test]
+fn area_importance_is_zero_outside_the_areas_and_ranks_what_is_inside() {
+    let m = crate::ir::tests::tiny_cnn_with_areas();
+    let imp = crate::train::area_importance(&m, &blob_images(64, 4), 16, 4);
+    assert_eq!(imp.len(), 3, "conv1, dw2, fc");
+    assert!(imp[2].is_none(), "a Dense layer has no area");
+    for (k, node) in [(0, 0), (1, 2)] {
+        let Op::Conv2d(c) = &m.nodes[node].op else {
+            unreachable!()
+        };
+        let s = &m.tensor(m.nodes[node].output).shape;
+        let v = imp[k].as_ref().unwrap();
+        assert_eq!(v.len(), c.out_channels * s[0] * s[1]);
+        for o in 0..c.out_channels {
+            let a = c.area_of(o, s[0], s[1]);
+            for y in 0..s[0] {
+                for x in 0..s[1] {
+                    let i = (o * s[0] + y) * s[1] + x;
+                    assert!(v[i] >= 0.0);
+                    if !a.contains(y, x) {
+                        assert_eq!(v[i], 0.0, "node {node} channel {o} ({y}, {x})");
+                    }
+                }
+            }
+        }
+        assert!(
+            v.iter().any(|&g| g > 0.0),
+            "node {node}: no position matters"
+        );
+    }
 }
 
 #[test]

@@ -29,6 +29,7 @@
 //! `y0 ≤ ky < y1` and `x0 · in_c ≤ col − row start < x1 · in_c` per entry, reading the zero
 //! point for padded taps (the fold of the [`conv2d`](super::conv2d) module docs).
 
+use super::area::Area;
 use super::fully_connected_sparse::{RowLens, SparseMatrix};
 use super::shape::{Clip, Shape2d};
 use crate::requant::requantize;
@@ -71,6 +72,33 @@ pub struct SparseConv2dParams<'a> {
 pub fn conv2d_sparse_s8(p: &SparseConv2dParams, input: &[i8], output: &mut [i8]) {
     // One compiled copy for every layer (see the `kernels` module docs).
     let (p, input, output) = core::hint::black_box((p, input, output));
+    run(p, &[], input, output);
+}
+
+/// [`conv2d_sparse_s8`] for a partial-area convolution ([`area`](super::area)): output channel
+/// `o` computes only the positions inside `areas[o]` and writes the output zero point
+/// (`output_offset`) elsewhere, skipping its filter there. Empty `areas`: every position, as
+/// [`conv2d_sparse_s8`]. Nothing is written if `areas` is neither empty nor `out_c` long.
+#[inline(never)]
+pub fn conv2d_sparse_s8_in_areas(
+    p: &SparseConv2dParams,
+    areas: &[Area],
+    input: &[i8],
+    output: &mut [i8],
+) {
+    let (p, areas, input, output) = core::hint::black_box((p, areas, input, output));
+    debug_assert!(
+        areas.is_empty() || areas.len() == p.shape.out_c,
+        "areas length"
+    );
+    if !areas.is_empty() && areas.len() != p.shape.out_c {
+        return;
+    }
+    run(p, areas, input, output);
+}
+
+#[inline(always)]
+fn run(p: &SparseConv2dParams, areas: &[Area], input: &[i8], output: &mut [i8]) {
     let s = &p.shape;
     let Some(d) = s.dims() else {
         return;
@@ -106,23 +134,19 @@ pub fn conv2d_sparse_s8(p: &SparseConv2dParams, input: &[i8], output: &mut [i8])
                 return;
             };
             let clip = s.clip(oy, ox);
+            let at = Pixel {
+                clip: &clip,
+                areas,
+                oy,
+                ox,
+            };
             match p.weights.row_lens() {
-                RowLens::U8(l) => pixel(
-                    p,
-                    &geo,
-                    &clip,
-                    l.iter().map(|&n| usize::from(n)),
-                    input,
-                    out,
-                ),
-                RowLens::U16(l) => pixel(
-                    p,
-                    &geo,
-                    &clip,
-                    l.iter().map(|&n| usize::from(n)),
-                    input,
-                    out,
-                ),
+                RowLens::U8(l) => {
+                    pixel(p, &geo, &at, l.iter().map(|&n| usize::from(n)), input, out)
+                }
+                RowLens::U16(l) => {
+                    pixel(p, &geo, &at, l.iter().map(|&n| usize::from(n)), input, out)
+                }
             }
         }
     }
@@ -137,16 +161,26 @@ struct Geo {
     zp: i32,
 }
 
+/// One output position: its window and, for a partial-area convolution, where it is.
+struct Pixel<'a> {
+    clip: &'a Clip,
+    /// Empty: every channel computes every position.
+    areas: &'a [Area],
+    oy: usize,
+    ox: usize,
+}
+
 #[inline(always)]
 fn pixel(
     p: &SparseConv2dParams,
     g: &Geo,
-    clip: &Clip,
+    at: &Pixel,
     lens: impl Iterator<Item = usize>,
     input: &[i8],
     out: &mut [i8],
 ) {
     let s = &p.shape;
+    let clip = at.clip;
     let interior = clip.is_interior(s);
     let mut entries = p.weights.entries();
     let channels = out
@@ -154,13 +188,19 @@ fn pixel(
         .zip(p.folded_bias)
         .zip(p.multiplier)
         .zip(p.shift)
-        .zip(lens);
-    for ((((o, &b), &m), &sh), n) in channels {
+        .zip(lens)
+        .enumerate();
+    for (c, ((((o, &b), &m), &sh), n)) in channels {
         // Never fails for a validated matrix (its row lengths add up to the entries).
         let Some((row, rest)) = entries.split_at_checked(n) else {
             return;
         };
         entries = rest;
+        if at.areas.get(c).is_some_and(|a| !a.contains(at.oy, at.ox)) {
+            // Real 0: the output zero point (an int8 value for any validated layer).
+            *o = p.output_offset as i8;
+            continue;
+        }
         let acc = if interior {
             interior_dot(row, input, clip.input_index(s, 0, 0), g)
         } else {

@@ -36,6 +36,7 @@
 pub const DSP_FAST_PATHS: bool = cfg!(bonsai_dsp);
 
 pub mod add;
+pub mod area;
 pub mod argmax;
 pub mod conv2d;
 pub mod conv2d_sparse;

@@ -2,7 +2,7 @@
 //! not depend on accuracy, and building these takes milliseconds instead of a training run).
 #![allow(dead_code)] // each test binary uses a different subset
 
-use bonsai::ir::{Activation, Conv2d, Dense, Model, Op, Pool, Preprocess};
+use bonsai::ir::{Activation, Area, Conv2d, Dense, Model, Op, Pool, Preprocess};
 
 /// SplitMix64 in [0, 1): seeded weights without a dependency.
 pub struct Rng(pub u64);
@@ -81,5 +81,39 @@ pub fn lenet5() -> Model {
     let op = dense(&mut rng, 500, 10, 0.5, Activation::None);
     let y = m.add_node("fc2", op, vec![x], vec![10]);
     m.outputs.push(y);
+    m
+}
+
+/// Per channel a different rectangle of the `h x w` map: shrunk from every side by varying
+/// amounts, channel 0 empty and channel 1 whole.
+pub fn areas(channels: usize, h: usize, w: usize) -> Vec<Area> {
+    (0..channels)
+        .map(|o| match o {
+            0 => Area {
+                y0: 2,
+                x0: 3,
+                y1: 2,
+                x1: 3,
+            },
+            1 => Area::full(h, w),
+            _ => Area {
+                y0: o % 3,
+                x0: (o * 2) % 4,
+                y1: h - o % 4,
+                x1: w - (o * 3) % 5,
+            },
+        })
+        .collect()
+}
+
+/// `m` with partial areas on every convolution (see `areas`).
+pub fn with_areas(mut m: Model) -> Model {
+    for k in 0..m.nodes.len() {
+        let shape = m.tensor(m.nodes[k].output).shape.clone();
+        if let Op::Conv2d(c) = &mut m.nodes[k].op {
+            c.area = Some(areas(c.out_channels, shape[0], shape[1]));
+        }
+    }
+    m.validate().unwrap();
     m
 }

@@ -381,3 +381,67 @@ fn regrowth_share_anneals_from_the_fraction_to_almost_nothing() {
     };
     assert!((1..=16).all(|r| constant.regrow_share(r, 16) == 0.2));
 }
+
+/// A small CNN on the 8x8 digits: conv 3x3 x8 (same) + ReLU, max pool 2, dense to the classes.
+fn digits_cnn() -> Model {
+    let (m, _, _) = digits();
+    let spec = crate::synth::seed_file::parse(
+        r#"
+name = "digits-cnn"
+input = [8, 8, 1]
+[[layer]]
+type = "conv"
+filters = 8
+kernel = 3
+padding = "same"
+activation = "relu"
+[[layer]]
+type = "maxpool"
+size = 2
+[[layer]]
+type = "flatten"
+[[layer]]
+type = "dense"
+units = "classes"
+"#,
+        "digits-cnn",
+    )
+    .unwrap();
+    let shape = crate::synth::seed_file::DataShape {
+        sample_shape: vec![64],
+        class_names: m.class_names.clone(),
+        preprocess: m.preprocess.clone(),
+    };
+    crate::synth::seed_file::build(&spec, "digits-cnn", &shape, 1).unwrap()
+}
+
+#[test]
+fn partial_area_pruning_reaches_its_share_and_cuts_the_macs() {
+    let schedule = |area_keep| Schedule {
+        method: Method::Prune,
+        target_density: 0.5,
+        rounds: 2,
+        retrain_epochs: 3,
+        area_keep,
+        ..Schedule::default()
+    };
+    let cfg = TrainConfig {
+        max_epochs: 6,
+        ..TrainConfig::default()
+    };
+    let (_, tr, va) = digits();
+    let run = |keep| {
+        let mut m = digits_cnn();
+        synthesize(&mut m, &tr, &va, &cfg, &schedule(keep), |_| {}, |_| {}).unwrap();
+        m.validate().unwrap();
+        m
+    };
+    let (whole, part) = (run(1.0), run(0.5));
+    assert_eq!(crate::synth::area::area_fraction(&whole), 1.0);
+    let share = crate::synth::area::area_fraction(&part);
+    assert!(share <= 0.5 + 1e-9 && share > 0.4, "{share}");
+    assert!(part.stats().macs < whole.stats().macs);
+    // Still a working classifier: the areas kept what the digits need.
+    let acc = crate::train::float_accuracy(&part, &va);
+    assert!(acc > 0.8, "validation accuracy {acc}");
+}
