@@ -397,6 +397,19 @@ impl Conv2d {
             None => Area::full(h, w),
         }
     }
+    /// The areas as a channel-major `[C][OH][OW]` 0/1 mask (the NCHW layout burn and ONNX
+    /// use), or None when every channel computes its whole map.
+    pub fn area_mask_chw(&self, h: usize, w: usize) -> Option<Vec<f32>> {
+        self.area.as_ref()?;
+        let mut mask = vec![0f32; self.out_channels * h * w];
+        for o in 0..self.out_channels {
+            let a = self.area_of(o, h, w);
+            for y in a.y0..a.y1 {
+                mask[(o * h + y) * w + a.x0..(o * h + y) * w + a.x1].fill(1.0);
+            }
+        }
+        Some(mask)
+    }
     pub fn is_depthwise(&self) -> bool {
         self.groups > 1
     }

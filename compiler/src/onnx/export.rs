@@ -647,19 +647,12 @@ impl GraphBuilder {
         out_shape: &[usize],
         out: &str,
     ) {
-        if c.area.is_none() {
-            return self.conv_act(name, x, w, b, c, out);
-        }
         let (oh, ow) = (out_shape[0], out_shape[1]);
+        let Some(mask) = c.area_mask_chw(oh, ow) else {
+            return self.conv_act(name, x, w, b, c, out);
+        };
         let full = self.unique(&format!("{name}.whole"));
         self.conv_act(name, x, w, b, c, &full);
-        let mut mask = vec![0f32; c.out_channels * oh * ow];
-        for o in 0..c.out_channels {
-            let a = c.area_of(o, oh, ow);
-            for y in a.y0..a.y1 {
-                mask[(o * oh + y) * ow + a.x0..(o * oh + y) * ow + a.x1].fill(1.0);
-            }
-        }
         let m = self.init_f32(&format!("{name}.area"), &[1, c.out_channels, oh, ow], &mask);
         self.node("Mul", &format!("{name}.area_mul"), &[full, m], out, vec![]);
     }

@@ -53,17 +53,8 @@ pub struct Masks {
 
 /// The `[1, C, OH, OW]` 0/1 gate of a convolution's areas (None when it has none).
 fn area_gate(c: &Conv2d, out_shape: &[usize], device: &Device) -> Option<Tensor<4>> {
-    c.area.as_ref()?;
     let (oh, ow) = (out_shape[0], out_shape[1]);
-    let mut g = vec![0f32; c.out_channels * oh * ow];
-    for o in 0..c.out_channels {
-        let a = c.area_of(o, oh, ow);
-        for y in a.y0..a.y1 {
-            for x in a.x0..a.x1 {
-                g[(o * oh + y) * ow + x] = 1.0;
-            }
-        }
-    }
+    let g = c.area_mask_chw(oh, ow)?;
     Some(Tensor::from_data(
         TensorData::new(g, [1, c.out_channels, oh, ow]),
         device,
