@@ -327,7 +327,8 @@ pub struct Conv2d {
 }
 
 /// Output rows `y0..y1` and columns `x0..x1` (half-open) of one channel of a convolution.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+/// The default is an empty rectangle.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Area {
     pub y0: usize,
     pub x0: usize,

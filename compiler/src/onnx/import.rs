@@ -39,7 +39,7 @@ mod consts;
 mod tests;
 
 use super::export::{META_CLASS_NAMES, META_PREPROCESS};
-use crate::ir::{Activation, Conv2d, Dense, IrError, Model, Op, Pool, Preprocess, TensorId};
+use crate::ir::{Activation, Area, Conv2d, Dense, IrError, Model, Op, Pool, Preprocess, TensorId};
 use consts::{norm_axis, Const, Data};
 use prost::Message;
 use std::collections::{HashMap, HashSet};
@@ -1115,6 +1115,16 @@ impl<'g> Importer<'g> {
         if !act_first && (op == "Sub" || op == "Div") {
             return unsupported(format!("{op} with the constant on the left"));
         }
+        if op == "Mul" {
+            if let Some((k, areas)) = self.conv_areas(&a, &c) {
+                // What the exporter writes for a partial-area convolution.
+                match &mut self.model.nodes[k].op {
+                    Op::Conv2d(conv) => conv.area = Some(areas),
+                    _ => unreachable!("conv_areas finds a Conv2d"),
+                }
+                return self.out(n, Value::Act(a));
+            }
+        }
         let (dims, axis) = self.channels(&a);
         let Some(v) = per_channel(&c, &dims, axis) else {
             return unsupported(format!(
@@ -1134,6 +1144,35 @@ impl<'g> Importer<'g> {
         self.fold_affine(n, a, scale, shift, op)
     }
 
+    /// The Conv2d producing `a` (nothing else reading it, no areas yet) and, when `c` is a
+    /// 0/1 mask of its whole NCHW output in which every channel's ones form one rectangle,
+    /// those rectangles: multiplying by such a mask is a partial-area convolution.
+    fn conv_areas(&self, a: &Act, c: &Const) -> Option<(usize, Vec<Area>)> {
+        if !matches!(a.kind, Kind::Nchw) || self.pending[a.id.0] != 0 || self.ir_reads[a.id.0] != 0
+        {
+            return None;
+        }
+        let k = self.model.nodes.iter().position(|n| n.output == a.id)?;
+        let Op::Conv2d(conv) = &self.model.nodes[k].op else {
+            return None;
+        };
+        if conv.area.is_some() {
+            return None;
+        }
+        let (dims, _) = self.channels(a);
+        // `[C, H, W]` with any leading 1s.
+        let n = c.dims.len();
+        if n < 3 || c.dims[..n - 3].iter().any(|&d| d != 1) || c.dims[n - 3..] != dims[1..] {
+            return None;
+        }
+        let (ch, h, w) = (dims[1], dims[2], dims[3]);
+        let v = c.floats().ok()?;
+        (0..ch)
+            .map(|o| rectangle(&v[o * h * w..(o + 1) * h * w], h, w))
+            .collect::<Option<Vec<_>>>()
+            .map(|r| (k, r))
+    }
+
     /// Folds `y = x·scale[c] + shift[c]` into the layer producing `a`.
     fn fold_affine(
         &mut self,
@@ -1148,6 +1187,13 @@ impl<'g> Importer<'g> {
                 "{what} can only be folded into a directly preceding Conv/Gemm/MatMul whose output nothing else reads"
             ));
         };
+        if matches!(&self.model.nodes[k].op, Op::Conv2d(c) if c.area.is_some())
+            && shift.iter().any(|&x| x != 0.0)
+        {
+            return unsupported(format!(
+                "{what} adds a constant after a partial-area convolution (it would reach the positions the areas leave at 0)"
+            ));
+        }
         let lw = self.model.nodes[k]
             .op
             .weights_mut()
@@ -1535,6 +1581,31 @@ fn kind_name(k: &Kind) -> &'static str {
 }
 
 /// Values of `c` per channel when `c` broadcast against `dims` varies only along `axis`.
+/// The rectangle of ones of an `h x w` 0/1 mask (rows first), or None when the mask holds other
+/// values or its ones are not exactly one rectangle. All zeros: an empty rectangle.
+fn rectangle(m: &[f32], h: usize, w: usize) -> Option<Area> {
+    if m.iter().any(|&x| x != 0.0 && x != 1.0) {
+        return None;
+    }
+    let ones: Vec<usize> = (0..h * w).filter(|&i| m[i] == 1.0).collect();
+    let Some(&first) = ones.first() else {
+        return Some(Area {
+            y0: 0,
+            x0: 0,
+            y1: 0,
+            x1: 0,
+        });
+    };
+    let last = ones[ones.len() - 1];
+    let a = Area {
+        y0: first / w,
+        y1: last / w + 1,
+        x0: ones.iter().map(|i| i % w).min()?,
+        x1: ones.iter().map(|i| i % w).max()? + 1,
+    };
+    (ones.len() == a.len()).then_some(a)
+}
+
 fn per_channel(c: &Const, dims: &[usize], axis: usize) -> Option<Vec<f32>> {
     if c.dims.len() > dims.len() {
         return None;

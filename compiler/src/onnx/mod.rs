@@ -22,6 +22,7 @@
 //! | `Add` | chain of binary `Add` (same summation order as the reference) | same, on dequantized inputs, then `Q`/`DQ` |
 //! | `Concat` | `Concat(axis=1)` | same, on dequantized inputs, then `Q`/`DQ` |
 //! | `Conv2d` (+ fused ReLU/ReLU6) | `Conv(x, W, b)` on NCHW, `W` float OIHW, `pads` = IR `[top, left, bottom, right]`, `group` = groups; then `Relu` / `Clip(0, 6)` | `Conv(x, DQ(W_q, axis=0), DQ(b_q, s_in·s_w, axis=0))` with `W_q` int8 OIHW, then as Dense |
+//! | `Conv2d` with partial areas | the above, then `Mul` by a constant `[1, C, OH, OW]` 0/1 mask (each channel's rectangle) | same, the 0 quantized to the zero point; the importer reads such a `Mul` back as the areas |
 //! | `MaxPool` | `MaxPool` (ONNX pads never win a max) | same on the dequantized input; output parameters equal the input's |
 //! | `AvgPool` | `AveragePool(count_include_pad=0)` | same; runtimes average in float and round half to even, the integer reference (TFLite) rounds half away from zero: 1 LSB apart at ties |
 //! | `Flatten` | `Identity`, or the NHWC flattening below | same |

@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::interp;
-use crate::ir::tests::{tiny_cnn, tiny_mlp};
+use crate::ir::tests::{tiny_cnn, tiny_cnn_with_areas, tiny_mlp};
 use tract_onnx::pb::{
     tensor_shape_proto, OperatorSetIdProto, TensorShapeProto, TypeProto, ValueInfoProto,
 };
@@ -220,7 +220,8 @@ fn import(bytes: &[u8]) -> Imported {
 
 #[test]
 fn exported_models_import_back_to_the_same_network() {
-    for orig in [tiny_cnn(), tiny_mlp()] {
+    // The partial-area CNN's masks (a `Mul` after each conv) come back as its areas.
+    for orig in [tiny_cnn(), tiny_mlp(), tiny_cnn_with_areas()] {
         let bytes = crate::onnx::export_float(&orig).unwrap();
         let imp = import(&bytes);
         let m = &imp.model;
@@ -243,6 +244,17 @@ fn exported_models_import_back_to_the_same_network() {
             if let (Some(wa), Some(wb)) = (a.op.weights(), b.op.weights()) {
                 assert_eq!(wa.weight, wb.weight, "{}", b.name);
                 assert_eq!(wa.bias, wb.bias, "{}", b.name);
+            }
+            if let (Op::Conv2d(ca), Op::Conv2d(cb)) = (&a.op, &b.op) {
+                // Every empty rectangle is the same area.
+                let canon = |c: &crate::ir::Conv2d| {
+                    c.area.as_ref().map(|v| {
+                        v.iter()
+                            .map(|a| if a.is_empty() { Default::default() } else { *a })
+                            .collect::<Vec<crate::ir::Area>>()
+                    })
+                };
+                assert_eq!(canon(ca), canon(cb), "{}", b.name);
             }
         }
         let mut rng = Rng(3);
@@ -646,4 +658,29 @@ pub(crate) fn shared_data(rel: &str) -> Option<std::path::PathBuf> {
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data"));
     let p = base.join(rel);
     p.exists().then_some(p)
+}
+
+/// A `Mul` after a Conv by a 0/1 mask whose ones are not one rectangle per channel is not a
+/// partial-area convolution: refused like any other non-per-channel product, naming the node.
+#[test]
+fn a_conv_mask_that_is_not_a_rectangle_is_refused() {
+    let mut g = G::new(&[None, Some(1), Some(3), Some(3)]);
+    let w = g.init("w", &[2, 1, 1, 1], &[1.0, -1.0]);
+    let b = g.init("b", &[2], &[0.0, 0.5]);
+    let x = g.op(
+        "Conv",
+        "conv",
+        &["x", &w, &b],
+        vec![attr_is("kernel_shape", &[1, 1])],
+    );
+    // Channel 0: a rectangle; channel 1: an L shape.
+    let mut m = vec![0.0; 18];
+    m[..6].copy_from_slice(&[1.0; 6]);
+    for i in [9, 12, 15, 16] {
+        m[i] = 1.0;
+    }
+    let mask = g.init("mask", &[1, 2, 3, 3], &m);
+    g.op("Mul", "masked", &[&x, &mask], vec![]);
+    let err = import_bytes(&g.bytes(13), &ImportOptions::default()).unwrap_err();
+    assert!(err.to_string().contains("masked"), "{err}");
 }
