@@ -133,6 +133,27 @@ fn digits_cnn_exports_agree_with_references_in_onnxruntime_and_tract() {
     check_exports(&case, &dir.path().join("onnx"));
 }
 
+/// The digits CNN pruned with partial-area convolutions (each conv channel computes a rectangle
+/// of its map): its exports carry a `Mul` by the 0/1 mask after each conv, which both runtimes
+/// must run like the references.
+#[test]
+fn digits_cnn_with_partial_areas_exports_agree_with_references_in_onnxruntime_and_tract() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = bench_onnx::digits_cnn_options(&dir.path().join("synth"), false).unwrap();
+    opts.schedule = bonsai::synth::schedule::Schedule {
+        method: bonsai::synth::schedule::Method::Prune,
+        target_density: 0.5,
+        rounds: 2,
+        retrain_epochs: 3,
+        area_keep: 0.5,
+        ..Default::default()
+    };
+    let case = bench_onnx::synthesize_case(&opts).expect("synthesize the digits CNN");
+    let areas = bonsai::synth::area::area_fraction(&case.model);
+    assert!(areas <= 0.5 && areas > 0.3, "conv positions kept: {areas}");
+    check_exports(&case, &dir.path().join("onnx"));
+}
+
 /// Training epochs (before and again after pruning) of the seed-file models on the 28×28
 /// digits: enough for outputs that mean something, few enough for CI.
 const LENET5_EPOCHS: usize = 2;
