@@ -244,39 +244,7 @@ pub fn digits_options(out: &Path, show_progress: bool) -> SynthOptions {
 /// convolutions pad ("same"), so the exports' Conv pads are exercised, and the last pool leaves
 /// a 2×2×16 image: the flatten in front of the Dense layer must reorder ONNX's NCHW into the
 /// runtime's HWC order, and a wrong permutation shows up as a mismatch rather than silently.
-pub const DIGITS_CNN_SEED: &str = r#"name = "digits-cnn"
-description = "8x8x1 digits: conv3x3 8 ReLU, maxpool 2, conv3x3 16 ReLU, avgpool 2, dense 10"
-input = [8, 8, 1]
-
-[[layer]]
-type = "conv"
-filters = 8
-kernel = 3
-padding = "same"
-activation = "relu"
-
-[[layer]]
-type = "maxpool"
-size = 2
-
-[[layer]]
-type = "conv"
-filters = 16
-kernel = 3
-padding = "same"
-activation = "relu"
-
-[[layer]]
-type = "avgpool"
-size = 2
-
-[[layer]]
-type = "flatten"
-
-[[layer]]
-type = "dense"
-units = "classes"
-"#;
+pub const DIGITS_CNN_SEED: &str = include_str!("../../models/seeds/digits-cnn.toml");
 
 /// Epochs of [`digits_cnn_options`]: enough for a CNN well above chance on digits while the
 /// test that uses it stays short.

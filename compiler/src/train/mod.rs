@@ -449,11 +449,7 @@ pub fn weight_gradients(
         .map(|op| vec![0.0; op.weights().expect("weighted").weight.len()])
         .collect();
     let mut batches = 0;
-    for start in (0..samples.len())
-        .step_by(batch_size.max(1))
-        .take(max_batches)
-    {
-        let (x, y) = batch(samples, start, batch_size, &device);
+    for (x, y) in first_batches(samples, batch_size, max_batches, &device) {
         let probes: Vec<LayerTensor> = weighted
             .iter()
             .map(|op| match op {
@@ -491,6 +487,20 @@ pub fn weight_gradients(
         s.iter_mut().for_each(|v| *v /= batches.max(1) as f32);
     }
     sums
+}
+
+/// The first `max_batches` batches of `samples`, in order (no shuffling: the gradient probes
+/// see the same images every time).
+fn first_batches<'a>(
+    samples: &'a Samples,
+    batch_size: usize,
+    max_batches: usize,
+    device: &'a Device,
+) -> impl Iterator<Item = (Tensor<2>, Tensor<1, Int>)> + 'a {
+    (0..samples.len())
+        .step_by(batch_size.max(1))
+        .take(max_batches)
+        .map(move |start| batch(samples, start, batch_size, device))
 }
 
 /// Samples `start..start + batch_size` (clipped) as a batch.
@@ -544,11 +554,7 @@ pub fn area_importance(
         .map(|s| s.map(|d| vec![0.0; d.iter().product()]))
         .collect();
     let mut batches = 0;
-    for start in (0..samples.len())
-        .step_by(batch_size.max(1))
-        .take(max_batches)
-    {
-        let (x, y) = batch(samples, start, batch_size, &device);
+    for (x, y) in first_batches(samples, batch_size, max_batches, &device) {
         let gates: Vec<Option<Tensor<4>>> = conv_shapes
             .iter()
             .map(|s| s.map(|d| Tensor::<4>::ones(d, &device).require_grad()))

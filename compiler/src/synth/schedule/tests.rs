@@ -382,28 +382,11 @@ fn regrowth_share_anneals_from_the_fraction_to_almost_nothing() {
     assert!((1..=16).all(|r| constant.regrow_share(r, 16) == 0.2));
 }
 
-/// A small CNN on the 8x8 digits: conv 3x3 x8 (same) + ReLU, max pool 2, dense to the classes.
+/// The repository's digits CNN seed (`models/seeds/digits-cnn.toml`) on the 8x8 digits.
 fn digits_cnn() -> Model {
     let (m, _, _) = digits();
     let spec = crate::synth::seed_file::parse(
-        r#"
-name = "digits-cnn"
-input = [8, 8, 1]
-[[layer]]
-type = "conv"
-filters = 8
-kernel = 3
-padding = "same"
-activation = "relu"
-[[layer]]
-type = "maxpool"
-size = 2
-[[layer]]
-type = "flatten"
-[[layer]]
-type = "dense"
-units = "classes"
-"#,
+        include_str!("../../../../models/seeds/digits-cnn.toml"),
         "digits-cnn",
     )
     .unwrap();
