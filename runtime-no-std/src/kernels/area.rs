@@ -37,12 +37,17 @@ pub fn zero_outside_areas_s8(areas: &[Area], out_w: usize, zero: i8, output: &mu
     if areas.is_empty() || out_w == 0 {
         return;
     }
-    for (i, pixel) in output.chunks_exact_mut(areas.len()).enumerate() {
-        let (y, x) = (i / out_w, i % out_w);
+    // Counters instead of `i / out_w`: a division per position is a libcall on Cortex-M0.
+    let (mut y, mut x) = (0, 0);
+    for pixel in output.chunks_exact_mut(areas.len()) {
         for (o, a) in pixel.iter_mut().zip(areas) {
             if !a.contains(y, x) {
                 *o = zero;
             }
+        }
+        x += 1;
+        if x == out_w {
+            (y, x) = (y + 1, 0);
         }
     }
 }
