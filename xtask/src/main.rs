@@ -85,8 +85,9 @@ enum BenchCmd {
         /// Seeds per method (1..=N).
         #[arg(long, default_value_t = 3)]
         seeds: u64,
-        /// Methods, comma separated: dense, prune, nest, scann-c (on lenet-5 SCANN rewires the
-        /// fully connected head; the convolutions are kept).
+        /// Methods, comma separated: dense, prune, nest, nest-area, scann-c (on lenet-5 SCANN
+        /// rewires the fully connected head; the convolutions are kept). nest-area is NeST with
+        /// partial-area convolution (seeds with convolutions only; a table row, no curve).
         #[arg(long, value_delimiter = ',', default_value = "dense,prune,nest")]
         methods: Vec<String>,
         /// Syntheses run at once (each trains on about one core).
