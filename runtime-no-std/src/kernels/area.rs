@@ -29,8 +29,8 @@ impl Area {
 }
 
 /// Writes `zero` to every element of the HWC `output` (`out_h · out_w · areas.len()` long, rows
-/// `out_w` positions wide) that lies outside its channel's area. A shorter `output` is handled
-/// up to its last whole position.
+/// `out_w` positions wide) that lies outside its channel's area. Only whole rows are
+/// touched: a trailing partial row is left as it is.
 ///
 /// Channel by channel, it visits only what lies outside: whole rows above and below the
 /// rectangle, and the columns left and right of it in the rows between, as strided runs.
