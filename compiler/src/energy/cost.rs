@@ -550,11 +550,11 @@ fn conv_sparse_counts(
         ("entry_b", e_b),
         ("cross", cross),
     ];
-    if let Some(areas) = &c.area {
+    if c.area.is_some() {
         // `conv2d_sparse_s8_in_areas` tests every channel of every position against its
         // rectangle (`filt_area`); one outside skips its dot product and requantization and
         // stores the zero point instead (`filt_out`, a negative coefficient).
-        let inside: usize = areas.iter().map(|a| a.len()).sum();
+        let inside = c.positions_inside(g.shape.out_h, g.shape.out_w);
         counts.push(("filt_area", g.positions * g.out_c as f64));
         counts.push(("filt_out", g.positions * g.out_c as f64 - inside as f64));
     }
@@ -569,7 +569,7 @@ fn conv_sparse_counts(
 /// with large opposite signs, a negative cost for a small layer.
 fn zero_areas_counts(g: &Windows, c: &Conv2d) -> Counts {
     let elems = g.positions * g.out_c as f64;
-    let inside: usize = c.area.iter().flatten().map(|a| a.len()).sum();
+    let inside = c.positions_inside(g.shape.out_h, g.shape.out_w);
     vec![
         ("row", (g.out_c * g.shape.out_h) as f64),
         ("outside", elems - inside as f64),

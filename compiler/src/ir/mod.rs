@@ -398,6 +398,12 @@ impl Conv2d {
             None => Area::full(h, w),
         }
     }
+    /// Output positions computed over all channels of an `h x w` map (`C·h·w` without areas).
+    pub fn positions_inside(&self, h: usize, w: usize) -> usize {
+        (0..self.out_channels)
+            .map(|o| self.area_of(o, h, w).len())
+            .sum()
+    }
     /// The areas as a channel-major `[C][OH][OW]` 0/1 mask (the NCHW layout burn and ONNX
     /// use), or None when every channel computes its whole map.
     pub fn area_mask_chw(&self, h: usize, w: usize) -> Option<Vec<f32>> {

@@ -101,9 +101,7 @@ pub fn area_fraction(model: &Model) -> f64 {
         if let Op::Conv2d(c) = &n.op {
             let s = &model.tensor(n.output).shape;
             all += c.out_channels * s[0] * s[1];
-            kept += (0..c.out_channels)
-                .map(|o| c.area_of(o, s[0], s[1]).len())
-                .sum::<usize>();
+            kept += c.positions_inside(s[0], s[1]);
         }
     }
     if all == 0 {
