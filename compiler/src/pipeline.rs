@@ -739,7 +739,13 @@ fn build_seed(
             None => train.sample_shape.clone(),
         },
         class_names: train.class_names.clone(),
-        preprocess: pre,
+        // Behind a reduction the seed reads the reduced features; the data's own scaling
+        // (per raw feature) goes in front of the reduction, on the whole model.
+        preprocess: if dr.is_some() {
+            crate::ir::Preprocess::identity()
+        } else {
+            pre.clone()
+        },
     };
     let flat_len: usize = data_shape.sample_shape.iter().product();
     let build = |scale: &dyn Fn(usize) -> usize| -> anyhow::Result<(Model, String)> {
@@ -837,7 +843,7 @@ fn build_seed(
             name
         );
         reference += layer.weight.len();
-        model = reduce::prepend(&model, layer);
+        model = reduce::prepend(&model, layer, pre);
     }
     Ok((model, name, reference))
 }

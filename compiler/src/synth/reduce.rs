@@ -11,7 +11,7 @@
 //! The layer is initialised from the fit and then trained with the rest (burn's training has no
 //! frozen layers; fine-tuning a good start only helps), but never pruned by a random sparse seed.
 
-use crate::ir::{Activation, Dense, Mask, Model, Node, Op};
+use crate::ir::{Activation, Dense, Mask, Model, Node, Op, Preprocess};
 use crate::train::Samples;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -161,15 +161,15 @@ fn orthonormalize(q: &mut [Vec<f64>]) {
 }
 
 /// Puts `layer` (`[K][d]`) in front of `model` (whose input holds K values); the result reads
-/// the original d features.
-pub fn prepend(model: &Model, layer: Dense) -> Model {
+/// the original d features, scaled by `preprocess` (the one the reduction was fitted after).
+pub fn prepend(model: &Model, layer: Dense, preprocess: Preprocess) -> Model {
     let d = layer.in_features;
     let k = layer.out_features;
     assert_eq!(model.input_len(), k, "the seed reads the reduced features");
     let mut m = Model::with_input(
         model.name.clone(),
         vec![d],
-        model.preprocess.clone(),
+        preprocess,
         model.class_names.clone(),
     );
     let reduced = m.add_node(NODE_NAME, Op::Dense(layer), vec![m.inputs[0]], vec![k]);
@@ -248,7 +248,11 @@ mod tests {
         let seed =
             crate::synth::seed::mlp("t", 1, &[4], classes, crate::ir::Preprocess::identity(), 1);
         let s = samples();
-        let m = prepend(&seed, fit(Reduce::Pca(1), &s, 1).unwrap());
+        let m = prepend(
+            &seed,
+            fit(Reduce::Pca(1), &s, 1).unwrap(),
+            Preprocess::identity(),
+        );
         m.validate().unwrap();
         assert_eq!(m.input_len(), 3);
         assert_eq!(m.nodes[0].name, NODE_NAME);

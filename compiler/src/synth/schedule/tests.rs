@@ -232,7 +232,7 @@ fn dr_layer_in_front_trains_and_is_counted() {
         1,
     );
     let layer = reduce::fit(reduce::Reduce::Pca(16), &tr, 1).unwrap();
-    let mut m = reduce::prepend(&seed, layer);
+    let mut m = reduce::prepend(&seed, layer, crate::ir::Preprocess::identity());
     let schedule = Schedule {
         method: Method::ScannB,
         target_density: 0.3,
