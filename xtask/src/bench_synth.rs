@@ -44,6 +44,8 @@ struct Recipe {
     /// `nest-area`: share of each conv layer's output positions NeST's partial-area
     /// convolution keeps (None: the seed has no convolutions).
     partial_area: Option<f64>,
+    /// `dr-scann`: the input reductions DR+SCANN chooses from on validation (empty: not offered).
+    reductions: &'static [&'static str],
 }
 
 impl Recipe {
@@ -73,6 +75,11 @@ impl Recipe {
                 max_val_drop: None,
                 dense_widths: &[1.0, 0.5, 0.25, 0.1, 0.05, 0.025],
                 partial_area: None,
+                // A PCA layer in front costs more nonzeros than it saves at this size: prune-only
+                // at 1% (about 2.9k nonzeros; development split, seeds 1-3) behind pca:32 / 64 /
+                // 100 gave 5.32 / 5.12 / 5.22% against 4.41% on the raw pixels. And target
+                // densities would refer to the reduced net, so its sizes would not line up.
+                reductions: &[],
             },
             // 5.5 CPU-s an epoch on 10k images: 59 epochs keep a run near 6 minutes on one
             // core (the 3-seed bench, two runs at a time, takes about 45 minutes). 38 epochs
@@ -98,6 +105,7 @@ impl Recipe {
                 // against 1.70% without; NeST with 0.5 1.82% against 1.76%. Down to 0.5 the
                 // cost is within the 3k-image test's noise; at 0.3 it is clear in every seed.
                 partial_area: Some(0.5),
+                reductions: &[],
             },
             // UCI tables (pendigits, letter): a 64-32 MLP on 16 features; 2-9 s a run.
             "tabular-mlp" => Recipe {
@@ -121,6 +129,9 @@ impl Recipe {
                 max_val_drop: Some(0.5),
                 dense_widths: &[1.0, 0.5, 0.25, 0.125, 0.0625],
                 partial_area: None,
+                // Half and three quarters of the 16 features. pca:4 lost 3-20 points of
+                // validation accuracy in every seed on both UCI sets, so it is not offered.
+                reductions: &["pca:8", "pca:12", "rp:8", "rp:12"],
             },
             other => anyhow::bail!(
                 "unknown seed architecture {other:?}: use lenet-300-100, lenet-5 or tabular-mlp"
@@ -148,11 +159,12 @@ impl Recipe {
             "--weight-decay".into(),
             self.weight_decay.to_string(),
             "--method".into(),
-            // nest-area is NeST with one more option.
-            if method == "nest-area" {
-                "nest"
-            } else {
-                method
+            // nest-area is NeST with one more option, dr-scann SCANN C with one (`--reduce`,
+            // added per run).
+            match method {
+                "nest-area" => "nest",
+                "dr-scann" => "scann-c",
+                other => other,
             }
             .into(),
         ];
@@ -204,7 +216,7 @@ impl Recipe {
                 }
             }
             // SCANN C: the dense DAG (cross-layer connections) pruned with regrowth.
-            "scann-c" => push("--regrow-fraction", "0.1".into()),
+            "scann-c" | "dr-scann" => push("--regrow-fraction", "0.1".into()),
             _ => unreachable!("methods are checked by the caller"),
         }
         v
@@ -226,6 +238,9 @@ struct RunResult {
     /// Missing from results written before it was recorded.
     #[serde(default)]
     git_commit: String,
+    /// dr-scann: the input reduction chosen on validation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    reduce: Option<String>,
     /// (int8 nonzero parameters, int8 test error %) after every stage of the run (dense: one
     /// point per width, width 1 first).
     curve: Vec<(usize, f64)>,
@@ -283,6 +298,8 @@ struct Job {
     width: f64,
     /// Target density of a pruning method's curve run (None: the recipe's target).
     density: Option<f64>,
+    /// dr-scann: the candidate input reduction of this run.
+    reduce: Option<&'static str>,
 }
 
 struct Done {
@@ -319,7 +336,7 @@ pub struct Options<'a> {
     pub command: &'a str,
 }
 
-const METHODS: [&str; 5] = ["dense", "prune", "nest", "nest-area", "scann-c"];
+const METHODS: [&str; 6] = ["dense", "prune", "nest", "nest-area", "scann-c", "dr-scann"];
 
 /// Whether `method` has an error-vs-nonzeros curve. nest-area has not: partial areas remove
 /// MACs, not weights, so its curve would repeat NeST's; it is a row of the table.
@@ -341,6 +358,18 @@ pub fn bench(root: &Path, o: &Options) -> Result<()> {
         "nest-area (NeST with partial-area convolution) needs a seed with convolutions; {} has none",
         recipe.arch
     );
+    if o.methods.iter().any(|m| m == "dr-scann") {
+        anyhow::ensure!(
+            !recipe.reductions.is_empty(),
+            "dr-scann (SCANN behind an input reduction) is benched on the tabular seed only: on \
+             {}'s MNIST pixels a PCA layer costs more nonzeros than it saves",
+            recipe.arch
+        );
+        anyhow::ensure!(
+            o.curve_densities.is_empty(),
+            "dr-scann has no curve runs: its target densities refer to the reduced net"
+        );
+    }
     for &d in o.curve_densities {
         anyhow::ensure!(
             d > 0.0 && d < 1.0 && d != recipe.target_density,
@@ -376,13 +405,22 @@ pub fn bench(root: &Path, o: &Options) -> Result<()> {
             } else {
                 &[1.0]
             };
+            // dr-scann: one run per candidate reduction; validation picks one per seed.
+            let reductions: Vec<Option<&'static str>> = if method == "dr-scann" {
+                recipe.reductions.iter().map(|&r| Some(r)).collect()
+            } else {
+                vec![None]
+            };
             for &width in widths {
-                jobs.push_back(Job {
-                    method: method.clone(),
-                    seed,
-                    width,
-                    density: None,
-                });
+                for &reduce in &reductions {
+                    jobs.push_back(Job {
+                        method: method.clone(),
+                        seed,
+                        width,
+                        density: None,
+                        reduce,
+                    });
+                }
             }
         }
     }
@@ -395,13 +433,23 @@ pub fn bench(root: &Path, o: &Options) -> Result<()> {
                     seed,
                     width: 1.0,
                     density: Some(d),
+                    reduce: None,
                 });
             }
         }
     }
     let n_jobs = jobs.len();
     let out_dir = |j: &Job| -> PathBuf {
-        if let Some(d) = j.density {
+        if let Some(r) = j.reduce {
+            work.join(format!(
+                "{}-{}-{}-{}-{}",
+                o.dataset,
+                recipe.arch,
+                j.method,
+                r.replace(':', ""),
+                j.seed
+            ))
+        } else if let Some(d) = j.density {
             work.join(format!(
                 "{}-{}-{}-d{}-{}",
                 o.dataset, recipe.arch, j.method, d, j.seed
@@ -440,6 +488,9 @@ pub fn bench(root: &Path, o: &Options) -> Result<()> {
             j.width,
             j.density.unwrap_or(recipe.target_density),
         ));
+        if let Some(r) = j.reduce {
+            argv.extend(["--reduce".into(), r.into()]);
+        }
         // `--resume`: a run whose directory records the same command line is not run again (a
         // LeNet-5 bench spans sessions on a 2-core machine); the commit that made each run is
         // kept in the results.
@@ -506,8 +557,9 @@ pub fn bench(root: &Path, o: &Options) -> Result<()> {
                             }
                         };
                         say(format!(
-                            "{} seed {} width {}: int8 test error {:.2}%, {} nonzero params, {:.0} s",
+                            "{}{} seed {} width {}: int8 test error {:.2}%, {} nonzero params, {:.0} s",
                             job.method,
+                            job.reduce.map(|r| format!(" ({r})")).unwrap_or_default(),
                             job.seed,
                             job.width,
                             100.0 * (1.0 - done.summary.int8_test_accuracy),
@@ -547,10 +599,17 @@ pub fn bench(root: &Path, o: &Options) -> Result<()> {
             .map(|seed| {
                 let of_seed: Vec<&&(Job, Done)> =
                     mine.iter().filter(|(j, _)| j.seed == seed).collect();
-                let (_, full) = of_seed
+                // The table's run of the seed; dr-scann's the candidate best on validation.
+                let table: Vec<&&(Job, Done)> = of_seed
                     .iter()
-                    .find(|(j, _)| j.width == 1.0 && j.density.is_none())
-                    .expect("full-width run");
+                    .filter(|(j, _)| j.width == 1.0 && j.density.is_none())
+                    .copied()
+                    .collect();
+                let scores: Vec<(f64, usize)> = table
+                    .iter()
+                    .map(|(_, d)| (1.0 - d.summary.val_accuracy, d.summary.params_nonzero))
+                    .collect();
+                let (chosen, full) = table[best_on_validation(&scores).expect("a table run")];
                 let curve = if method == "dense" {
                     of_seed
                         .iter()
@@ -575,8 +634,10 @@ pub fn bench(root: &Path, o: &Options) -> Result<()> {
                     params_nonzero: full.summary.params_nonzero,
                     macs: full.summary.macs,
                     energy_uj: full.summary.energy_uj.map(|r| (r.min, r.max)),
-                    wall_seconds: full.wall,
+                    // dr-scann's choice costs every candidate's run.
+                    wall_seconds: table.iter().map(|(_, d)| d.wall).sum(),
                     git_commit: full.commit.clone(),
+                    reduce: chosen.reduce.map(String::from),
                     curve,
                 }
             })
@@ -752,7 +813,7 @@ pub fn bench(root: &Path, o: &Options) -> Result<()> {
          int8 test evaluation of every curve point take the rest. {parallel}; other jobs shared the \
          2-core machine, so wall times are upper bounds. Per-method results: \
          `bench/results/synth-{dataset}-{arch}-<method>.json`.\n\n\
-         {area}\
+         {area}{dr}\
          | method | seeds | test error % (mean) | spread | val error % | nonzero params | reduction | FLOPs | est. µJ per inference | s per run |\n\
          |---|---:|---:|---|---:|---:|---:|---:|---:|---:|\n{rows}\n\n{bar}{versions}\
          ![error vs nonzeros]({svg_name})\n\n",
@@ -799,6 +860,7 @@ pub fn bench(root: &Path, o: &Options) -> Result<()> {
                  \"—\": results written before it was recorded.\n\n"
                 .into(),
         },
+        dr = dr_text(&all, recipe.reductions),
         versions = if versions.is_empty() {
             String::new()
         } else {
@@ -814,6 +876,43 @@ pub fn bench(root: &Path, o: &Options) -> Result<()> {
         (dataset, arch) => format!("synth-{dataset}-{arch}"),
     };
     write_section(root, &section, &body)
+}
+
+/// Index of the run with the lowest validation error (fewer nonzeros break ties) among
+/// `(validation error, nonzeros)`: how dr-scann picks its input reduction per seed.
+fn best_on_validation(scores: &[(f64, usize)]) -> Option<usize> {
+    (0..scores.len()).min_by(|&a, &b| {
+        let (ea, na) = scores[a];
+        let (eb, nb) = scores[b];
+        ea.total_cmp(&eb).then(na.cmp(&nb))
+    })
+}
+
+/// What the dr-scann row is, with the reduction each seed chose (empty without the row).
+fn dr_text(results: &[MethodResult], candidates: &[&str]) -> String {
+    let Some(r) = results.iter().find(|r| r.method == "dr-scann") else {
+        return String::new();
+    };
+    let chosen: Vec<String> = r
+        .runs
+        .iter()
+        .map(|run| {
+            format!(
+                "seed {}: {}",
+                run.seed,
+                run.reduce.as_deref().unwrap_or("?")
+            )
+        })
+        .collect();
+    format!(
+        "dr-scann is DR+SCANN: SCANN C behind an input reduction, a Dense first layer fitted on \
+         the training split (`pca:K`: the top K principal directions; `rp:K`: a sparse random \
+         projection) and then trained and pruned with the rest. Each seed runs every candidate \
+         ({}) and ships the one with the lowest validation error ({}); the reduction's weights \
+         count in its nonzeros and FLOPs, and its time per run is the sum over the candidates.\n\n",
+        candidates.join(", "),
+        chosen.join(", ")
+    )
 }
 
 /// A reused run's energy estimate from the current cost model: the estimate is not a result of
@@ -983,12 +1082,34 @@ mod tests {
         }
     }
 
-    /// The methods a recipe runs: nest-area only where there are convolutions.
+    /// The methods a recipe runs: nest-area only where there are convolutions, dr-scann only
+    /// where there are reductions to choose from.
     fn methods_of(recipe: &Recipe) -> Vec<&'static str> {
         METHODS
             .into_iter()
             .filter(|m| *m != "nest-area" || recipe.partial_area.is_some())
+            .filter(|m| *m != "dr-scann" || !recipe.reductions.is_empty())
             .collect()
+    }
+
+    #[test]
+    fn dr_scann_is_scann_c_and_picks_its_reduction_on_validation() {
+        let recipe = Recipe::for_arch("tabular-mlp").unwrap();
+        let (scann, dr) = (options(&recipe, "scann-c"), options(&recipe, "dr-scann"));
+        assert_eq!(
+            format!("{:?}", scann.schedule),
+            format!("{:?}", dr.schedule)
+        );
+        for r in recipe.reductions {
+            assert!(r.parse::<bonsai::synth::reduce::Reduce>().is_ok(), "{r}");
+        }
+        assert_eq!(best_on_validation(&[]), None);
+        assert_eq!(
+            best_on_validation(&[(0.02, 900), (0.01, 1500), (0.03, 500)]),
+            Some(1)
+        );
+        // A tie on validation goes to the smaller model.
+        assert_eq!(best_on_validation(&[(0.01, 1500), (0.01, 900)]), Some(1));
     }
 
     #[test]
@@ -1064,6 +1185,7 @@ mod tests {
                 energy_uj: None,
                 wall_seconds: 2.0,
                 git_commit: "abc".into(),
+                reduce: None,
                 curve,
             }],
             density_curve,

@@ -88,6 +88,8 @@ enum BenchCmd {
         /// Methods, comma separated: dense, prune, nest, nest-area, scann-c (on lenet-5 SCANN
         /// rewires the fully connected head; the convolutions are kept). nest-area is NeST with
         /// partial-area convolution (seeds with convolutions only; a table row, no curve).
+        /// dr-scann is SCANN C behind an input reduction (PCA or random projection) chosen per
+        /// seed on validation (tabular-mlp only).
         #[arg(long, value_delimiter = ',', default_value = "dense,prune,nest")]
         methods: Vec<String>,
         /// Syntheses run at once (each trains on about one core).
