@@ -184,7 +184,9 @@ impl Recipe {
             return v;
         }
         let nest = method == "nest" || method == "nest-area";
-        let first = if nest {
+        // Methods with a growth phase split the first phase's epochs as NeST does.
+        let grows = nest || method == "scann-a" || method == "scann-b";
+        let first = if grows {
             self.nest_growth_epochs().0
         } else {
             self.epochs
@@ -214,6 +216,18 @@ impl Recipe {
                     let keep = self.partial_area.expect("checked by the caller");
                     push("--partial-area", keep.to_string());
                 }
+            }
+            // SCANN A: the seed at a quarter of its widths (`bonsai`'s default for scann-a),
+            // cross-layer connections dormant; SCANN B: a 30% random seed over the whole DAG.
+            // Both grow as NeST does (neurons, then 20% of the dormant connections by
+            // |dL/dw|, twice), then prune by magnitude without regrowth.
+            "scann-a" | "scann-b" => {
+                push("--grow-epochs", self.nest_growth_epochs().1.to_string());
+                if method == "scann-b" {
+                    push("--seed-density", "0.3".into());
+                }
+                push("--grow-fraction", "0.2".into());
+                push("--grow-rounds", "2".into());
             }
             // SCANN C: the dense DAG (cross-layer connections) pruned with regrowth.
             "scann-c" | "dr-scann" => push("--regrow-fraction", "0.1".into()),
@@ -336,7 +350,16 @@ pub struct Options<'a> {
     pub command: &'a str,
 }
 
-const METHODS: [&str; 6] = ["dense", "prune", "nest", "nest-area", "scann-c", "dr-scann"];
+const METHODS: [&str; 8] = [
+    "dense",
+    "prune",
+    "nest",
+    "nest-area",
+    "scann-a",
+    "scann-b",
+    "scann-c",
+    "dr-scann",
+];
 
 /// Whether `method` has an error-vs-nonzeros curve. nest-area has not: partial areas remove
 /// MACs, not weights, so its curve would repeat NeST's; it is a row of the table.
@@ -813,7 +836,7 @@ pub fn bench(root: &Path, o: &Options) -> Result<()> {
          int8 test evaluation of every curve point take the rest. {parallel}; other jobs shared the \
          2-core machine, so wall times are upper bounds. Per-method results: \
          `bench/results/synth-{dataset}-{arch}-<method>.json`.\n\n\
-         {area}{dr}\
+         {area}{ab}{dr}\
          | method | seeds | test error % (mean) | spread | val error % | nonzero params | reduction | FLOPs | est. µJ per inference | s per run |\n\
          |---|---:|---:|---|---:|---:|---:|---:|---:|---:|\n{rows}\n\n{bar}{versions}\
          ![error vs nonzeros]({svg_name})\n\n",
@@ -860,6 +883,7 @@ pub fn bench(root: &Path, o: &Options) -> Result<()> {
                  \"—\": results written before it was recorded.\n\n"
                 .into(),
         },
+        ab = scann_ab_text(&all, recipe.nest_growth_epochs()),
         dr = dr_text(&all, recipe.reductions),
         versions = if versions.is_empty() {
             String::new()
@@ -886,6 +910,21 @@ fn best_on_validation(scores: &[(f64, usize)]) -> Option<usize> {
         let (eb, nb) = scores[b];
         ea.total_cmp(&eb).then(na.cmp(&nb))
     })
+}
+
+/// What the scann-a and scann-b rows are (empty without them).
+fn scann_ab_text(results: &[MethodResult], (seed_epochs, grow_epochs): (usize, usize)) -> String {
+    let has = |m: &str| results.iter().any(|r| r.method == m);
+    if !has("scann-a") && !has("scann-b") {
+        return String::new();
+    }
+    format!(
+        "SCANN's other two starting points, on the same DAG as SCANN C (cross-layer connections \
+         dormant until grown): scann-a trains the seed at a quarter of its hidden widths, \
+         scann-b a 30% random sparse seed; each then has NeST's growth phase ({seed_epochs} \
+         epochs on the seed, two growth steps of neurons and 20% of the dormant connections by \
+         gradient with {grow_epochs} epochs each) and prunes by magnitude without regrowth.\n\n"
+    )
 }
 
 /// What the dr-scann row is, with the reduction each seed chose (empty without the row).

@@ -85,8 +85,10 @@ enum BenchCmd {
         /// Seeds per method (1..=N).
         #[arg(long, default_value_t = 3)]
         seeds: u64,
-        /// Methods, comma separated: dense, prune, nest, nest-area, scann-c (on lenet-5 SCANN
-        /// rewires the fully connected head; the convolutions are kept). nest-area is NeST with
+        /// Methods, comma separated: dense, prune, nest, nest-area, scann-a, scann-b, scann-c,
+        /// dr-scann (on lenet-5 SCANN rewires the fully connected head; the convolutions are
+        /// kept). scann-a grows a quarter-width seed, scann-b a 30% random one, scann-c prunes
+        /// the dense DAG. nest-area is NeST with
         /// partial-area convolution (seeds with convolutions only; a table row, no curve).
         /// dr-scann is SCANN C behind an input reduction (PCA or random projection) chosen per
         /// seed on validation (tabular-mlp only).
