@@ -199,35 +199,30 @@ impl Recipe {
         if let Some(drop) = self.max_val_drop {
             push("--max-val-drop", drop.to_string());
         }
-        match method {
-            "prune" => {}
-            // NeST: a 30% random seed, two growth steps (neurons by the bridging gradient,
-            // 20% of the dormant connections by |dL/dw|), then pruning rounds that prune 10%
-            // past each goal and regrow that share by gradient. The seed's training and the
-            // growth steps share the first phase's epochs, so NeST spends what prune-only does.
-            _ if nest => {
-                push("--grow-epochs", self.nest_growth_epochs().1.to_string());
+        // The growth phase, as NeST has it: a 30% random seed (SCANN A: the dense seed at a
+        // quarter of its widths, `bonsai`'s default for scann-a), then two growth steps of
+        // neurons by the bridging gradient and 20% of the dormant connections by |dL/dw|. The
+        // seed's training and the growth steps share the first phase's epochs, so the growing
+        // methods spend what prune-only does.
+        if grows {
+            push("--grow-epochs", self.nest_growth_epochs().1.to_string());
+            if method != "scann-a" {
                 push("--seed-density", "0.3".into());
-                push("--grow-fraction", "0.2".into());
-                push("--grow-rounds", "2".into());
+            }
+            push("--grow-fraction", "0.2".into());
+            push("--grow-rounds", "2".into());
+        }
+        match method {
+            // SCANN A and B prune by magnitude without regrowth (on the cross-layer DAG).
+            "prune" | "scann-a" | "scann-b" => {}
+            // NeST's pruning rounds prune 10% past each goal and regrow that share by gradient.
+            _ if nest => {
                 push("--regrow-fraction", "0.1".into());
                 // NeST's partial-area convolution: it removes work (MACs), not weights.
                 if method == "nest-area" {
                     let keep = self.partial_area.expect("checked by the caller");
                     push("--partial-area", keep.to_string());
                 }
-            }
-            // SCANN A: the seed at a quarter of its widths (`bonsai`'s default for scann-a),
-            // cross-layer connections dormant; SCANN B: a 30% random seed over the whole DAG.
-            // Both grow as NeST does (neurons, then 20% of the dormant connections by
-            // |dL/dw|, twice), then prune by magnitude without regrowth.
-            "scann-a" | "scann-b" => {
-                push("--grow-epochs", self.nest_growth_epochs().1.to_string());
-                if method == "scann-b" {
-                    push("--seed-density", "0.3".into());
-                }
-                push("--grow-fraction", "0.2".into());
-                push("--grow-rounds", "2".into());
             }
             // SCANN C: the dense DAG (cross-layer connections) pruned with regrowth.
             "scann-c" | "dr-scann" => push("--regrow-fraction", "0.1".into()),
@@ -1129,6 +1124,32 @@ mod tests {
             .filter(|m| *m != "nest-area" || recipe.partial_area.is_some())
             .filter(|m| *m != "dr-scann" || !recipe.reductions.is_empty())
             .collect()
+    }
+
+    #[test]
+    fn scann_a_and_b_have_nests_growth_phase_and_no_regrowth() {
+        let recipe = Recipe::for_arch("lenet-300-100").unwrap();
+        let d = recipe.target_density;
+        let without = |method: &str, drop: &[&str]| -> Vec<String> {
+            let args = recipe.args(method, 1.0, d);
+            let mut kept = Vec::new();
+            let mut i = 0;
+            while i < args.len() {
+                if drop.contains(&args[i].as_str()) {
+                    i += 2;
+                } else {
+                    kept.push(args[i].clone());
+                    i += 1;
+                }
+            }
+            kept
+        };
+        let nest = without("nest", &["--method", "--regrow-fraction"]);
+        assert_eq!(without("scann-b", &["--method"]), nest);
+        assert_eq!(
+            without("scann-a", &["--method"]),
+            without("nest", &["--method", "--regrow-fraction", "--seed-density"])
+        );
     }
 
     #[test]
