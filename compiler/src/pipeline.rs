@@ -163,7 +163,8 @@ pub struct ScheduleArgs {
     /// regrowth); SCANN adds cross-layer connections.
     #[arg(long, default_value = "dense")]
     pub method: String,
-    /// Nonzero weights to reach, as a fraction of the seed's weights.
+    /// Nonzero weights to reach, as a fraction of the seed's weights at full width (with
+    /// --reduce: of the seed reading the reduced features, plus the reduction's weights).
     #[arg(long, default_value_t = 0.1)]
     pub target_density: f64,
     /// Stop pruning when validation accuracy falls more than this many points (percent) below
