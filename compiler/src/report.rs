@@ -33,10 +33,16 @@ pub fn error_vs_nonzeros_svg(path: &Path, title: &str, curves: &[Curve]) -> Resu
     let (x_lo, x_hi) = all.iter().fold((f64::MAX, f64::MIN), |(lo, hi), &(x, _)| {
         (lo.min(x), hi.max(x))
     });
-    let (y_lo, y_hi) = all.iter().fold((f64::MAX, f64::MIN), |(lo, hi), &(_, y)| {
+    let (y_lo, y_max) = all.iter().fold((f64::MAX, f64::MIN), |(lo, hi), &(_, y)| {
         (lo.min(y), hi.max(y))
     });
+    let y_hi = y_axis_top(y_lo, y_max);
     let pad = ((y_hi - y_lo) * 0.1).max(0.1);
+    // Points above the axis sit on its top edge (as triangles, with their value), so one far
+    // point (a dense net at 2.5% width) does not squeeze the curves being compared into a band.
+    let y_top = y_hi + pad;
+    let x_range = (log_axis_start(x_lo), x_hi * 1.25);
+    let labelled = spaced_labels(&all, y_top, x_range);
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, (760, 480)).into_drawing_area();
@@ -47,8 +53,8 @@ pub fn error_vs_nonzeros_svg(path: &Path, title: &str, curves: &[Curve]) -> Resu
             .x_label_area_size(40)
             .y_label_area_size(56)
             .build_cartesian_2d(
-                (log_axis_start(x_lo)..x_hi * 1.25).log_scale(),
-                (y_lo - pad).max(0.0)..y_hi + pad,
+                (x_range.0..x_range.1).log_scale(),
+                (y_lo - pad).max(0.0)..y_top,
             )
             .map_err(|e| err(e.to_string()))?;
         chart
@@ -61,11 +67,26 @@ pub fn error_vs_nonzeros_svg(path: &Path, title: &str, curves: &[Curve]) -> Resu
             .draw()
             .map_err(|e| err(e.to_string()))?;
         for (i, c) in curves.iter().enumerate() {
-            let color = Palette99::pick(i).to_rgba();
+            let color = curve_color(i);
             let mut pts = c.points.clone();
             pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+            let (shown, above): (Vec<_>, Vec<_>) = pts.iter().partition(|p| p.1 <= y_top);
+            let clamped: Vec<(f64, f64)> = pts.iter().map(|&(x, y)| (x, y.min(y_top))).collect();
             chart
-                .draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))
+                .draw_series(above.iter().map(|&&(x, y)| {
+                    let label = if labelled.contains(&(x.to_bits(), y.to_bits())) {
+                        format!("{y:.1}%")
+                    } else {
+                        String::new()
+                    };
+                    EmptyElement::at((x, y_top))
+                        + TriangleMarker::new((0, 0), 5, color.filled())
+                        + Text::new(label, (7, 2), ("sans-serif", 11).into_font().color(&color))
+                }))
+                .map_err(|e| err(e.to_string()))?;
+            let pts: Vec<(f64, f64)> = shown.into_iter().copied().collect();
+            chart
+                .draw_series(LineSeries::new(clamped, color.stroke_width(2)))
                 .map_err(|e| err(e.to_string()))?
                 .label(c.name.clone())
                 .legend(move |(x, y)| {
@@ -77,6 +98,7 @@ pub fn error_vs_nonzeros_svg(path: &Path, title: &str, curves: &[Curve]) -> Resu
         }
         chart
             .configure_series_labels()
+            .position(SeriesLabelPosition::UpperRight)
             .border_style(BLACK)
             .background_style(WHITE.mix(0.9))
             .draw()
@@ -84,6 +106,44 @@ pub fn error_vs_nonzeros_svg(path: &Path, title: &str, curves: &[Curve]) -> Resu
         root.present().map_err(|e| err(e.to_string()))?;
     }
     crate::util::write_atomic(path, svg.as_bytes()).map_err(|e| err(e.to_string()))
+}
+
+/// The top of the error axis: the largest error, unless that is more than twice the smallest
+/// plus a point, when the axis stops there (the points above are marked on its top edge).
+fn y_axis_top(y_lo: f64, y_max: f64) -> f64 {
+    y_max.min(2.0 * y_lo + 1.0)
+}
+
+/// Which points above the axis get their value written beside them: from the left, each one at
+/// least 8% of the (log) axis width right of the last labelled, so labels do not overlap.
+fn spaced_labels(points: &[(f64, f64)], y_top: f64, x_range: (f64, f64)) -> Vec<(u64, u64)> {
+    let min_gap = 0.08 * (x_range.1 / x_range.0).ln();
+    let mut above: Vec<(f64, f64)> = points.iter().copied().filter(|p| p.1 > y_top).collect();
+    above.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let mut last: Option<f64> = None;
+    let mut out = Vec::new();
+    for (x, y) in above {
+        if last.is_none_or(|l| x.ln() - l >= min_gap) {
+            last = Some(x.ln());
+            out.push((x.to_bits(), y.to_bits()));
+        }
+    }
+    out
+}
+
+/// Line colours: Palette99's first ones without its yellow, which cannot be read on white.
+fn curve_color(i: usize) -> RGBAColor {
+    const COLORS: [RGBColor; 8] = [
+        RGBColor(0xE6, 0x19, 0x4B),
+        RGBColor(0x3C, 0xB4, 0x4B),
+        RGBColor(0x00, 0x82, 0xC8),
+        RGBColor(0xF5, 0x82, 0x30),
+        RGBColor(0x91, 0x1E, 0xB4),
+        RGBColor(0x00, 0x00, 0x00),
+        RGBColor(0xF0, 0x32, 0xE6),
+        RGBColor(0xAA, 0x6E, 0x28),
+    ];
+    COLORS[i % COLORS.len()].to_rgba()
 }
 
 /// Where a log axis holding `x_lo` starts: a little below it, but not above the power of ten
@@ -158,5 +218,39 @@ mod tests {
         // 5 points drawn as circles.
         assert_eq!(svg.matches("<circle").count(), 5);
         assert!(error_vs_nonzeros_svg(&path, "x", &[]).is_err());
+    }
+
+    #[test]
+    fn errors_far_above_the_rest_are_marked_on_the_axis_top() {
+        assert_eq!(y_axis_top(3.0, 5.0), 5.0);
+        assert_eq!(y_axis_top(3.0, 14.0), 7.0);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.svg");
+        let curves = vec![Curve {
+            name: "dense (narrower seeds)".into(),
+            points: vec![(266_000.0, 3.4), (24_000.0, 5.9), (6_000.0, 14.2)],
+        }];
+        error_vs_nonzeros_svg(&path, "LeNet-300-100", &curves).unwrap();
+        let svg = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(
+            svg.matches("<circle").count(),
+            2,
+            "the far point is not a circle"
+        );
+        assert!(svg.contains("14.2%"), "the far point's value is written");
+    }
+
+    #[test]
+    fn labels_above_the_axis_are_spaced_apart() {
+        // Axis 1k..100k: two decades, so 8% is about 0.37 in ln units (a factor of 1.45).
+        let pts = [
+            (1_000.0, 9.0),
+            (1_200.0, 9.5),
+            (2_000.0, 8.0),
+            (50_000.0, 3.0),
+        ];
+        let l = spaced_labels(&pts, 5.0, (1_000.0, 100_000.0));
+        let xs: Vec<f64> = l.iter().map(|&(x, _)| f64::from_bits(x)).collect();
+        assert_eq!(xs, [1_000.0, 2_000.0]);
     }
 }
