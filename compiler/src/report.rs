@@ -131,7 +131,8 @@ fn spaced_labels(points: &[(f64, f64)], y_top: f64, x_range: (f64, f64)) -> Vec<
     out
 }
 
-/// Line colours: Palette99's first ones without its yellow, which cannot be read on white.
+/// Line colours: Palette99's first five without its yellow, then black, magenta and brown in
+/// place of its cyan and lime: light colours cannot be read on white.
 fn curve_color(i: usize) -> RGBAColor {
     const COLORS: [RGBColor; 8] = [
         RGBColor(0xE6, 0x19, 0x4B),
