@@ -199,25 +199,25 @@ impl Recipe {
         if let Some(drop) = self.max_val_drop {
             push("--max-val-drop", drop.to_string());
         }
-        // The growth phase, as NeST has it: a 30% random seed (SCANN A: the dense seed at a
-        // quarter of its widths, `bonsai`'s default for scann-a), then two growth steps of
-        // neurons by the bridging gradient and 20% of the dormant connections by |dL/dw|. The
+        // The growth phase, as NeST has it: a sparse random seed (SCANN A: the dense seed at a
+        // quarter of its widths, `bonsai`'s default for scann-a), then growth steps of neurons
+        // by the bridging gradient and of the dormant connections by |dL/dw|. The
         // seed's training and the growth steps share the first phase's epochs, so the growing
         // methods spend what prune-only does.
         if grows {
             push("--grow-epochs", self.nest_growth_epochs().1.to_string());
             if method != "scann-a" {
-                push("--seed-density", "0.3".into());
+                push("--seed-density", SEED_DENSITY.to_string());
             }
-            push("--grow-fraction", "0.2".into());
-            push("--grow-rounds", "2".into());
+            push("--grow-fraction", GROW_FRACTION.to_string());
+            push("--grow-rounds", GROW_ROUNDS.to_string());
         }
         match method {
             // SCANN A and B prune by magnitude without regrowth (on the cross-layer DAG).
             "prune" | "scann-a" | "scann-b" => {}
-            // NeST's pruning rounds prune 10% past each goal and regrow that share by gradient.
+            // NeST's pruning rounds prune a share past each goal and regrow that share by gradient.
             _ if nest => {
-                push("--regrow-fraction", "0.1".into());
+                push("--regrow-fraction", REGROW_FRACTION.to_string());
                 // NeST's partial-area convolution: it removes work (MACs), not weights.
                 if method == "nest-area" {
                     let keep = self.partial_area.expect("checked by the caller");
@@ -225,7 +225,7 @@ impl Recipe {
                 }
             }
             // SCANN C: the dense DAG (cross-layer connections) pruned with regrowth.
-            "scann-c" | "dr-scann" => push("--regrow-fraction", "0.1".into()),
+            "scann-c" | "dr-scann" => push("--regrow-fraction", REGROW_FRACTION.to_string()),
             _ => unreachable!("methods are checked by the caller"),
         }
         v
@@ -343,6 +343,18 @@ pub struct Options<'a> {
     /// Seeds (1..=N) of those curve runs.
     pub curve_seeds: u64,
     pub command: &'a str,
+}
+
+/// The growth phase and regrowth of the recipes, shared by the command lines and the texts that
+/// describe them.
+const SEED_DENSITY: f64 = 0.3;
+const GROW_FRACTION: f64 = 0.2;
+const GROW_ROUNDS: usize = 2;
+const REGROW_FRACTION: f64 = 0.1;
+
+/// `x` (a fraction) in percent, as the texts write it.
+fn pct(x: f64) -> String {
+    format!("{:.0}%", x * 100.0)
 }
 
 const METHODS: [&str; 8] = [
@@ -818,10 +830,10 @@ pub fn bench(root: &Path, o: &Options) -> Result<()> {
         "## Grow-and-prune synthesis: {dataset} {arch}\n\n\
          Command: `{command}` (commit {commit}). {about_data}; Adam with L2 weight decay {wd}{smoothing}, \
          learning rate cosine-annealed within every training phase. Budget per run: {budget} epochs. \
-         Prune-only and NeST: {e} epochs first (NeST: {ne} on a 30% random sparse seed, then two \
+         Prune-only and NeST: {e} epochs first (NeST: {ne} on a {seed} random sparse seed, then {steps} \
          growth steps of neurons, conv feature maps and connections with {ng} epochs each), {r} \
-         prune rounds of {k} retraining epochs to a {t}% target{stop} (NeST prunes 10% past each \
-         goal and regrows that share by gradient; SCANN C regrows 10% by gradient and retrains \
+         prune rounds of {k} retraining epochs to a {t}% target{stop} (NeST prunes {regrow} past each \
+         goal and regrows that share by gradient; SCANN C regrows {regrow} by gradient and retrains \
          {kc} of a round's epochs before pruning), {f} fine-tuning epochs (early-stopped; shipped \
          only if validation does not drop). The dense baseline trains all {budget} epochs; its \
          curve is the seed at widths {widths:?}. {curve_kind} The \
@@ -879,6 +891,9 @@ pub fn bench(root: &Path, o: &Options) -> Result<()> {
                 .into(),
         },
         ab = scann_ab_text(&all, recipe.nest_growth_epochs()),
+        seed = pct(SEED_DENSITY),
+        steps = number_word(GROW_ROUNDS),
+        regrow = pct(REGROW_FRACTION),
         dr = dr_text(&all, recipe.reductions),
         versions = if versions.is_empty() {
             String::new()
@@ -916,10 +931,23 @@ fn scann_ab_text(results: &[MethodResult], (seed_epochs, grow_epochs): (usize, u
     format!(
         "SCANN's other two starting points, on the same DAG as SCANN C (cross-layer connections \
          dormant until grown): scann-a trains the seed at a quarter of its hidden widths, \
-         scann-b a 30% random sparse seed; each then has NeST's growth phase ({seed_epochs} \
-         epochs on the seed, two growth steps of neurons and 20% of the dormant connections by \
-         gradient with {grow_epochs} epochs each) and prunes by magnitude without regrowth.\n\n"
+         scann-b a {seed} random sparse seed; each then has NeST's growth phase ({seed_epochs} \
+         epochs on the seed, {steps} growth steps of neurons and {grow} of the dormant connections \
+         by gradient with {grow_epochs} epochs each) and prunes by magnitude without regrowth.\n\n",
+        seed = pct(SEED_DENSITY),
+        steps = number_word(GROW_ROUNDS),
+        grow = pct(GROW_FRACTION),
     )
+}
+
+/// Small counts as the texts write them.
+fn number_word(n: usize) -> String {
+    match n {
+        1 => "one".into(),
+        2 => "two".into(),
+        3 => "three".into(),
+        _ => n.to_string(),
+    }
 }
 
 /// What the dr-scann row is, with the reduction each seed chose (empty without the row).
