@@ -38,8 +38,8 @@ pub fn error_vs_nonzeros_svg(path: &Path, title: &str, curves: &[Curve]) -> Resu
     });
     let y_hi = y_axis_top(y_lo, y_max);
     let pad = ((y_hi - y_lo) * 0.1).max(0.1);
-    // Points above the axis sit on its top edge (as triangles, with their value), so one far
-    // point (a dense net at 2.5% width) does not squeeze the curves being compared into a band.
+    // Points above the axis sit on its top edge (triangles, labelled where there is room), so
+    // one far point (a dense net at 2.5% width) does not squeeze the compared curves together.
     let y_top = y_hi + pad;
     let x_range = (log_axis_start(x_lo), x_hi * 1.25);
     let labelled = spaced_labels(&all, y_top, x_range);

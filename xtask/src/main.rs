@@ -88,8 +88,8 @@ enum BenchCmd {
         /// Methods, comma separated: dense, prune, nest, nest-area, scann-a, scann-b, scann-c,
         /// dr-scann (on lenet-5 SCANN rewires the fully connected head; the convolutions are
         /// kept). scann-a grows a quarter-width seed, scann-b a 30% random one, scann-c prunes
-        /// the dense DAG. nest-area is NeST with
-        /// partial-area convolution (seeds with convolutions only; a table row, no curve).
+        /// the dense DAG. nest-area is NeST with partial-area convolution (seeds with
+        /// convolutions only; a table row, no curve).
         /// dr-scann is SCANN C behind an input reduction (PCA or random projection) chosen per
         /// seed on validation (tabular-mlp only).
         #[arg(long, value_delimiter = ',', default_value = "dense,prune,nest")]
