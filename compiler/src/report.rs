@@ -8,6 +8,23 @@ use std::path::Path;
 pub struct Curve {
     pub name: String,
     pub points: Vec<(f64, f64)>,
+    /// Standard error over seeds of each point's error, drawn as a bar of ± one of it; empty
+    /// (or 0 for a point) where there is none to show, e.g. a single seed.
+    pub std_errors: Vec<f64>,
+}
+
+impl Curve {
+    /// The points with their standard errors (0 where unknown), in order of nonzeros.
+    fn sorted(&self) -> Vec<(f64, f64, f64)> {
+        let mut pts: Vec<(f64, f64, f64)> = self
+            .points
+            .iter()
+            .enumerate()
+            .map(|(i, &(x, y))| (x, y, self.std_errors.get(i).copied().unwrap_or(0.0)))
+            .collect();
+        pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+        pts
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -23,19 +40,20 @@ pub fn error_vs_nonzeros_svg(path: &Path, title: &str, curves: &[Curve]) -> Resu
         path: path.display().to_string(),
         msg,
     };
-    let all: Vec<(f64, f64)> = curves
-        .iter()
-        .flat_map(|c| c.points.iter().copied())
-        .collect();
-    if all.is_empty() {
+    let with_bars: Vec<(f64, f64, f64)> = curves.iter().flat_map(Curve::sorted).collect();
+    if with_bars.is_empty() {
         return Err(err("no points".into()));
     }
+    let all: Vec<(f64, f64)> = with_bars.iter().map(|&(x, y, _)| (x, y)).collect();
     let (x_lo, x_hi) = all.iter().fold((f64::MAX, f64::MIN), |(lo, hi), &(x, _)| {
         (lo.min(x), hi.max(x))
     });
-    let (y_lo, y_max) = all.iter().fold((f64::MAX, f64::MIN), |(lo, hi), &(_, y)| {
-        (lo.min(y), hi.max(y))
-    });
+    // The axis holds the error bars too, so the best point's bar is not cut off.
+    let (y_lo, y_max) = with_bars
+        .iter()
+        .fold((f64::MAX, f64::MIN), |(lo, hi), &(_, y, se)| {
+            (lo.min(y - se), hi.max(y + se))
+        });
     let y_hi = y_axis_top(y_lo, y_max);
     let pad = ((y_hi - y_lo) * 0.1).max(0.1);
     // Points above the axis sit on its top edge (triangles, labelled where there is room), so
@@ -68,10 +86,30 @@ pub fn error_vs_nonzeros_svg(path: &Path, title: &str, curves: &[Curve]) -> Resu
             .map_err(|e| err(e.to_string()))?;
         for (i, c) in curves.iter().enumerate() {
             let color = curve_color(i);
-            let mut pts = c.points.clone();
-            pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+            let sorted = c.sorted();
+            let pts: Vec<(f64, f64)> = sorted.iter().map(|&(x, y, _)| (x, y)).collect();
             let (shown, above): (Vec<_>, Vec<_>) = pts.iter().partition(|p| p.1 <= y_top);
             let clamped: Vec<(f64, f64)> = pts.iter().map(|&(x, y)| (x, y.min(y_top))).collect();
+            // Error bars as a line with a cap at each end: plotters' ErrorBar also draws a
+            // circle at the mean, which would hide the point's own marker.
+            let bars: Vec<(f64, f64, f64)> = sorted
+                .iter()
+                .filter(|&&(_, y, se)| se > 0.0 && y <= y_top)
+                .map(|&(x, y, se)| (x, y - se, (y + se).min(y_top)))
+                .collect();
+            chart
+                .draw_series(
+                    bars.iter()
+                        .map(|&(x, lo, hi)| PathElement::new(vec![(x, lo), (x, hi)], color)),
+                )
+                .map_err(|e| err(e.to_string()))?;
+            chart
+                .draw_series(bars.iter().flat_map(|&(x, lo, hi)| {
+                    [lo, hi].map(|y| {
+                        EmptyElement::at((x, y)) + PathElement::new(vec![(-3, 0), (3, 0)], color)
+                    })
+                }))
+                .map_err(|e| err(e.to_string()))?;
             chart
                 .draw_series(above.iter().map(|&&(x, y)| {
                     let label = if labelled.contains(&(x.to_bits(), y.to_bits())) {
@@ -206,10 +244,12 @@ mod tests {
             Curve {
                 name: "prune".into(),
                 points: vec![(266_000.0, 4.0), (20_000.0, 3.8), (5_000.0, 4.6)],
+                std_errors: vec![],
             },
             Curve {
                 name: "nest".into(),
                 points: vec![(21_000.0, 4.2), (5_500.0, 4.9)],
+                std_errors: vec![],
             },
         ];
         error_vs_nonzeros_svg(&path, "LeNet-300-100", &curves).unwrap();
@@ -230,6 +270,7 @@ mod tests {
         let curves = vec![Curve {
             name: "dense (narrower seeds)".into(),
             points: vec![(266_000.0, 3.4), (24_000.0, 5.9), (6_000.0, 14.2)],
+            std_errors: vec![],
         }];
         error_vs_nonzeros_svg(&path, "LeNet-300-100", &curves).unwrap();
         let svg = std::fs::read_to_string(&path).unwrap();
@@ -239,6 +280,37 @@ mod tests {
             "the far point is not a circle"
         );
         assert!(svg.contains("14.2%"), "the far point's value is written");
+    }
+
+    #[test]
+    fn standard_errors_are_drawn_as_capped_bars_with_their_points() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.svg");
+        let curve = |std_errors: Vec<f64>| Curve {
+            name: "nest".into(),
+            // Given out of order: each error must stay with its point when sorted.
+            points: vec![(5_000.0, 4.6), (20_000.0, 3.8), (266_000.0, 4.0)],
+            std_errors,
+        };
+        assert_eq!(
+            curve(vec![0.3, 0.0, 0.1]).sorted(),
+            [
+                (5_000.0, 4.6, 0.3),
+                (20_000.0, 3.8, 0.0),
+                (266_000.0, 4.0, 0.1)
+            ]
+        );
+        // Bars are the only thin lines in the curve's colour (its own line is 2 wide).
+        let bar_lines = |c: Curve| {
+            error_vs_nonzeros_svg(&path, "t", &[c]).unwrap();
+            std::fs::read_to_string(&path)
+                .unwrap()
+                .matches(r##"stroke="#E6194B" stroke-width="1""##)
+                .count()
+        };
+        assert_eq!(bar_lines(curve(vec![])), 0);
+        // Two bars (the zero draws none), each a line and two caps.
+        assert_eq!(bar_lines(curve(vec![0.3, 0.0, 0.1])), 6);
     }
 
     #[test]

@@ -298,6 +298,10 @@ struct DensityPoint {
     /// Means over the seeds.
     params_nonzero: f64,
     test_error: f64,
+    /// Each seed's int8 test error, in the order of `seeds` (empty in results written before
+    /// they were kept).
+    #[serde(default)]
+    test_error_runs: Vec<f64>,
 }
 
 /// One synthesis to run.
@@ -323,6 +327,10 @@ struct Done {
 struct RunMarker {
     argv: Vec<String>,
     git_commit: String,
+    /// The run's wall time as the bench measured it (absent in markers written before it was
+    /// kept, where the synthesis's own, slightly shorter, figure stands in).
+    #[serde(default)]
+    wall_seconds: Option<f64>,
 }
 
 pub struct Options<'a> {
@@ -533,7 +541,7 @@ pub fn bench(root: &Path, o: &Options) -> Result<()> {
             if let Some(m) = done {
                 let mut summary = bonsai::pipeline::Summary::load(&out.join("summary.json"))?;
                 reestimate_energy(&out, &mut summary)?;
-                let wall = summary.wall_seconds;
+                let wall = m.wall_seconds.unwrap_or(summary.wall_seconds);
                 return Ok(Done {
                     summary,
                     wall,
@@ -545,14 +553,16 @@ pub fn bench(root: &Path, o: &Options) -> Result<()> {
         let started = Instant::now();
         let summary = synthesize(&opts)
             .with_context(|| format!("{} {}, seed {}", recipe.arch, j.method, j.seed))?;
+        let wall = started.elapsed().as_secs_f64();
         let m = RunMarker {
             argv,
             git_commit: commit.clone(),
+            wall_seconds: Some(wall),
         };
         bonsai::util::write_atomic(&marker, serde_json::to_string(&m)?.as_bytes())?;
         Ok(Done {
             summary,
-            wall: started.elapsed().as_secs_f64(),
+            wall,
             commit: m.git_commit,
         })
     };
@@ -679,6 +689,7 @@ pub fn bench(root: &Path, o: &Options) -> Result<()> {
                 let at: Vec<&&(Job, Done)> =
                     mine.iter().filter(|(j, _)| j.density == target).collect();
                 let k = at.len() as f64;
+                let errors: Vec<f64> = at.iter().map(|(_, d)| int8_error(d)).collect();
                 density_curve.push(DensityPoint {
                     target_density: target.unwrap_or(recipe.target_density),
                     seeds: at.iter().map(|(j, _)| j.seed).collect(),
@@ -687,7 +698,8 @@ pub fn bench(root: &Path, o: &Options) -> Result<()> {
                         .map(|(_, d)| d.summary.params_nonzero as f64)
                         .sum::<f64>()
                         / k,
-                    test_error: at.iter().map(|(_, d)| int8_error(d)).sum::<f64>() / k,
+                    test_error: errors.iter().sum::<f64>() / k,
+                    test_error_runs: errors,
                 });
             }
             density_curve.sort_by(|a, b| b.target_density.total_cmp(&a.target_density));
@@ -828,7 +840,7 @@ pub fn bench(root: &Path, o: &Options) -> Result<()> {
     };
     let body = format!(
         "## Grow-and-prune synthesis: {dataset} {arch}\n\n\
-         Command: `{command}` (commit {commit}). {about_data}; Adam with L2 weight decay {wd}{smoothing}, \
+         Command: `{command}` (commit {commit}{reused}). {about_data}; Adam with L2 weight decay {wd}{smoothing}, \
          learning rate cosine-annealed within every training phase. Budget per run: {budget} epochs. \
          Prune-only and NeST: {e} epochs first (NeST: {ne} on a {seed} random sparse seed, then {steps} \
          growth steps of neurons, conv feature maps and connections with {ng} epochs each), {r} \
@@ -836,7 +848,8 @@ pub fn bench(root: &Path, o: &Options) -> Result<()> {
          goal and regrows that share by gradient; SCANN C regrows {regrow} by gradient and retrains \
          {kc} of a round's epochs before pruning), {f} fine-tuning epochs (early-stopped; shipped \
          only if validation does not drop). The dense baseline trains all {budget} epochs; its \
-         curve is the seed at widths {widths:?}. {curve_kind} The \
+         curve is the seed at widths {widths:?}. {curve_kind} Bars on the plot: ± one standard \
+         error of a point's mean over its seeds. The \
          shipped model of each run is chosen on validation. Nonzeros are int8 weights + biases of \
          the quantized model; errors are int8 test errors. Time: a run is almost all training \
          epochs (burn's flex backend, about one core each); growth gradients, candidate maps and the \
@@ -875,6 +888,7 @@ pub fn bench(root: &Path, o: &Options) -> Result<()> {
         kc = recipe.retrain_epochs.max(2) / 2,
         widths = recipe.dense_widths,
         curve_kind = curves_text(&all, recipe.target_density),
+        reused = reused_runs_text(&commit, results.iter().map(|(_, d)| d.commit.as_str())),
         rows = rows.join("\n"),
         area = match (all.iter().any(|r| r.method == "nest-area"), recipe.partial_area) {
             (true, Some(keep)) => format!(
@@ -910,6 +924,19 @@ pub fn bench(root: &Path, o: &Options) -> Result<()> {
         (dataset, arch) => format!("synth-{dataset}-{arch}"),
     };
     write_section(root, &section, &body)
+}
+
+/// Names the commits that made runs `--resume` reused, when they differ from the bench's own:
+/// the figures are those commits' code, the bench only read them again.
+fn reused_runs_text<'a>(commit: &str, run_commits: impl Iterator<Item = &'a str>) -> String {
+    let mut others: Vec<&str> = run_commits.filter(|c| *c != commit).collect();
+    others.sort_unstable();
+    others.dedup();
+    if others.is_empty() {
+        String::new()
+    } else {
+        format!("; runs made at {} reused", others.join(", "))
+    }
 }
 
 /// Index of the run with the lowest validation error (fewer nonzeros break ties) among
@@ -1065,20 +1092,25 @@ fn load_results(
 fn curve_of(result: &MethodResult) -> Curve {
     let n = result.runs.len() as f64;
     let stages = result.runs.iter().map(|r| r.curve.len()).min().unwrap_or(0);
-    let points: Vec<(f64, f64)> = if result.density_curve.is_empty() {
+    let (points, std_errors): (Vec<(f64, f64)>, Vec<f64>) = if result.density_curve.is_empty() {
         (0..stages)
             .map(|k| {
                 let x = result.runs.iter().map(|r| r.curve[k].0 as f64).sum::<f64>() / n;
-                let y = result.runs.iter().map(|r| r.curve[k].1).sum::<f64>() / n;
-                (x, y)
+                let ys: Vec<f64> = result.runs.iter().map(|r| r.curve[k].1).collect();
+                ((x, ys.iter().sum::<f64>() / n), std_error(&ys))
             })
-            .collect()
+            .unzip()
     } else {
         result
             .density_curve
             .iter()
-            .map(|p| (p.params_nonzero, p.test_error))
-            .collect()
+            .map(|p| {
+                (
+                    (p.params_nonzero, p.test_error),
+                    std_error(&p.test_error_runs),
+                )
+            })
+            .unzip()
     };
     Curve {
         name: if result.method == "dense" {
@@ -1087,7 +1119,20 @@ fn curve_of(result: &MethodResult) -> Curve {
             result.method.clone()
         },
         points,
+        std_errors,
     }
+}
+
+/// Standard error of the mean of `xs` (sample standard deviation over √n); 0 for fewer than
+/// two values, where there is no spread to show.
+fn std_error(xs: &[f64]) -> f64 {
+    let n = xs.len() as f64;
+    if xs.len() < 2 {
+        return 0.0;
+    }
+    let mean = xs.iter().sum::<f64>() / n;
+    let var = xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0);
+    (var / n).sqrt()
 }
 
 /// Draws bench/results/synth-<dataset>-<arch>.svg; returns its path under `root`.
@@ -1293,12 +1338,28 @@ mod tests {
             vec![(3498, 2.5), (900, 3.0)],
             vec![DensityPoint {
                 target_density: 0.1,
-                seeds: vec![1],
+                seeds: vec![1, 2, 3],
                 params_nonzero: 400.0,
                 test_error: 4.0,
+                test_error_runs: vec![3.0, 4.0, 5.0],
             }],
         ));
         assert_eq!(separate.points, [(400.0, 4.0)]);
+        // Sample standard deviation 1 over 3 seeds.
+        assert!((separate.std_errors[0] - 1.0 / 3f64.sqrt()).abs() < 1e-12);
+        // One seed per stage: no spread to draw.
+        assert_eq!(staged.std_errors, [0.0, 0.0]);
+        assert_eq!(std_error(&[]), 0.0);
+        assert_eq!(std_error(&[2.0, 4.0]), 1.0);
+    }
+
+    #[test]
+    fn reused_runs_name_their_commits() {
+        assert_eq!(reused_runs_text("abc", ["abc", "abc"].into_iter()), "");
+        assert_eq!(
+            reused_runs_text("abc", ["def", "abc", "123", "def"].into_iter()),
+            "; runs made at 123, def reused"
+        );
     }
 
     #[test]
@@ -1308,6 +1369,7 @@ mod tests {
             seeds: vec![1, 2, 3],
             params_nonzero: 100.0,
             test_error: 2.0,
+            test_error_runs: vec![1.0, 2.0, 3.0],
         };
         let separate = || vec![point(0.1), point(0.05)];
         let all = [
