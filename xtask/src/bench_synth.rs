@@ -752,15 +752,7 @@ pub fn bench(root: &Path, o: &Options) -> Result<()> {
         .filter(|m| !o.methods.iter().any(|x| x == m))
         .collect();
     let earlier = load_results(root, o.dataset, recipe.arch, &not_run)?;
-    let versions: Vec<String> = earlier
-        .iter()
-        .map(|r| {
-            format!(
-                "{} from `{}` (commit {})",
-                r.method, r.command, r.git_commit
-            )
-        })
-        .collect();
+    let versions = earlier_versions(&earlier);
     let mut all: Vec<MethodResult> = finished.into_iter().chain(earlier).collect();
     all.sort_by_key(|r| METHODS.iter().position(|m| *m == r.method));
     let mut curves = Vec::new();
@@ -924,6 +916,27 @@ pub fn bench(root: &Path, o: &Options) -> Result<()> {
         (dataset, arch) => format!("synth-{dataset}-{arch}"),
     };
     write_section(root, &section, &body)
+}
+
+/// Where the rows not rerun come from: methods that one command made at one commit are named
+/// together, so a command is written once.
+fn earlier_versions(earlier: &[MethodResult]) -> Vec<String> {
+    let mut groups: Vec<(&str, &str, Vec<&str>)> = Vec::new();
+    for r in earlier {
+        match groups
+            .iter_mut()
+            .find(|(c, g, _)| *c == r.command && *g == r.git_commit)
+        {
+            Some((.., methods)) => methods.push(&r.method),
+            None => groups.push((&r.command, &r.git_commit, vec![&r.method])),
+        }
+    }
+    groups
+        .into_iter()
+        .map(|(command, commit, methods)| {
+            format!("{} from `{command}` (commit {commit})", methods.join(", "))
+        })
+        .collect()
 }
 
 /// Names the commits that made runs `--resume` reused, when they differ from the bench's own:
@@ -1351,6 +1364,30 @@ mod tests {
         assert_eq!(staged.std_errors, [0.0, 0.0]);
         assert_eq!(std_error(&[]), 0.0);
         assert_eq!(std_error(&[2.0, 4.0]), 1.0);
+    }
+
+    #[test]
+    fn rows_not_rerun_name_each_command_once() {
+        let made = |method: &str, command: &str, commit: &str| {
+            let mut r = result(method, vec![], vec![]);
+            r.command = command.into();
+            r.git_commit = commit.into();
+            r
+        };
+        let earlier = [
+            made("dense", "x", "1"),
+            made("prune", "x", "1"),
+            made("nest", "x", "2"),
+            made("scann-c", "y", "1"),
+        ];
+        assert_eq!(
+            earlier_versions(&earlier),
+            [
+                "dense, prune from `x` (commit 1)",
+                "nest from `x` (commit 2)",
+                "scann-c from `y` (commit 1)"
+            ]
+        );
     }
 
     #[test]
